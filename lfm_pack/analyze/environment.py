@@ -1,0 +1,265 @@
+"""Probe the target Python environment once, in a subprocess.
+
+lfm-pack may live in its own venv (or pipx) and analyze another environment, so everything
+version- or platform-dependent (stdlib names, markers, sys.path, extension suffixes) must come
+from the *target* interpreter, never from the one running lfm-pack. The probe is a small
+stdlib-only script run with `-I` (isolated: no PYTHONPATH, no user site, no cwd on sys.path),
+so no user or third-party code is imported in either process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from lfm_pack.errors import EnvironmentProbeError
+from lfm_pack.models import EnvInfo, EnvKind
+
+# Runs inside the target interpreter; must stay compatible with old Pythons (3.6+ syntax).
+_PROBE = r"""
+import json, os, platform, sys, sysconfig
+try:
+    from importlib.machinery import EXTENSION_SUFFIXES as ext
+except Exception:
+    ext = []
+def fv(info):
+    v = "%d.%d.%d" % (info.major, info.minor, info.micro)
+    if info.releaselevel != "final":
+        v += info.releaselevel[0] + str(info.serial)
+    return v
+names = getattr(sys, "stdlib_module_names", None)
+paths = sysconfig.get_paths()
+if names is None:
+    names = set()
+    for d in (paths["stdlib"], os.path.join(paths["stdlib"], "lib-dynload")):
+        try:
+            entries = os.listdir(d)
+        except OSError:
+            continue
+        for e in entries:
+            base = e.split(".")[0]
+            if base and base != "site-packages" and not base.startswith("_test"):
+                names.add(base)
+try:
+    glibc = os.confstr("CS_GNU_LIBC_VERSION")
+except (AttributeError, ValueError, OSError):
+    glibc = None
+markers = {
+    "implementation_name": sys.implementation.name,
+    "implementation_version": fv(sys.implementation.version),
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "platform_python_implementation": platform.python_implementation(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}
+base_exe = getattr(sys, "_base_executable", None) or sys.executable
+print(json.dumps({
+    "executable": sys.executable,
+    "base_executable": base_exe,
+    "prefix": sys.prefix,
+    "base_prefix": getattr(sys, "base_prefix", sys.prefix),
+    "version": list(sys.version_info[:3]),
+    "implementation": sys.implementation.name,
+    "markers": markers,
+    "sys_path": [p for p in sys.path if p],
+    "stdlib_modules": sorted(names),
+    "builtin_modules": sorted(sys.builtin_module_names),
+    "stdlib_dir": paths["stdlib"],
+    "platstdlib_dir": paths["platstdlib"],
+    "site_packages": [paths["purelib"], paths["platlib"]],
+    "ext_suffixes": list(ext),
+    "platform": sysconfig.get_platform(),
+    "machine": platform.machine(),
+    "glibc": glibc.split()[-1] if glibc and glibc.startswith("glibc") else None,
+    "libdir": sysconfig.get_config_var("LIBDIR"),
+    "ldlibrary": sysconfig.get_config_var("LDLIBRARY"),
+    "soabi": sysconfig.get_config_var("SOABI"),
+}))
+"""
+
+PROBE_TIMEOUT_S = 60.0
+
+
+def _interpreter_in(prefix: Path) -> Path | None:
+    """The interpreter of a venv or conda prefix (POSIX layout)."""
+    for name in ("python3", "python"):
+        cand = prefix / "bin" / name
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+def default_interpreter() -> str:
+    """The active environment: $VIRTUAL_ENV, then $CONDA_PREFIX, then lfm-pack's own."""
+    for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
+        value = os.environ.get(var)
+        if value:
+            found = _interpreter_in(Path(value))
+            if found is not None:
+                return str(found)
+    return sys.executable
+
+
+def choose_interpreter(python: str | None, prefix: str | None) -> str:
+    """Turn --python / --prefix (mutually exclusive) into an interpreter path, or fail clearly."""
+    if python and prefix:
+        raise EnvironmentProbeError(
+            "--python and --prefix are mutually exclusive", hint="give one of them"
+        )
+    if prefix:
+        root = Path(prefix).expanduser()
+        if not root.is_dir():
+            raise EnvironmentProbeError(
+                f"--prefix {prefix}: no such directory",
+                hint="pass the root of a venv or conda environment",
+            )
+        found = _interpreter_in(root)
+        if found is None:
+            raise EnvironmentProbeError(
+                f"--prefix {prefix} is not a Python environment (no bin/python3 or bin/python)",
+                hint="pass the root of a venv or conda environment, or use --python PATH",
+            )
+        return str(found)
+    if python:
+        path = Path(python).expanduser()
+        if not path.exists():
+            raise EnvironmentProbeError(
+                f"--python {python}: no such file", hint="pass the path of a Python interpreter"
+            )
+        if path.is_dir():
+            found = _interpreter_in(path)
+            if found is None:
+                raise EnvironmentProbeError(
+                    f"--python {python} is a directory, not an interpreter",
+                    hint="use --prefix for environment directories",
+                )
+            return str(found)
+        return str(path)
+    return default_interpreter()
+
+
+def _env_kind(prefix: str, base_prefix: str) -> EnvKind:
+    if (Path(prefix) / "conda-meta").is_dir():
+        return "conda"
+    if os.path.realpath(prefix) != os.path.realpath(base_prefix):
+        return "venv"
+    return "system"
+
+
+def _dedup(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def from_probe_json(data: dict[str, Any]) -> EnvInfo:
+    """Build EnvInfo from the probe's JSON (also used to re-create it from a lock file)."""
+    v = data["version"]
+    return EnvInfo(
+        executable=data["executable"],
+        base_executable=data.get("base_executable") or data["executable"],
+        prefix=data["prefix"],
+        base_prefix=data["base_prefix"],
+        kind=data.get("kind") or _env_kind(data["prefix"], data["base_prefix"]),
+        version=(int(v[0]), int(v[1]), int(v[2])),
+        implementation=data["implementation"],
+        markers=tuple(sorted(data["markers"].items())),
+        sys_path=tuple(data["sys_path"]),
+        stdlib_modules=frozenset(data["stdlib_modules"]),
+        builtin_modules=frozenset(data["builtin_modules"]),
+        stdlib_dir=data["stdlib_dir"],
+        platstdlib_dir=data["platstdlib_dir"],
+        site_packages=_dedup(list(data["site_packages"])),
+        ext_suffixes=tuple(data["ext_suffixes"]),
+        platform=data["platform"],
+        machine=data["machine"],
+        glibc=data.get("glibc"),
+        libdir=data.get("libdir"),
+        ldlibrary=data.get("ldlibrary"),
+        soabi=data.get("soabi"),
+    )
+
+
+def env_to_json(env: EnvInfo) -> dict[str, Any]:
+    """The inverse of `from_probe_json` (kept in the lock so `pack --lock` needs no re-probe)."""
+    return {
+        "executable": env.executable,
+        "base_executable": env.base_executable,
+        "prefix": env.prefix,
+        "base_prefix": env.base_prefix,
+        "kind": env.kind,
+        "version": list(env.version),
+        "implementation": env.implementation,
+        "markers": dict(env.markers),
+        "sys_path": list(env.sys_path),
+        "stdlib_modules": sorted(env.stdlib_modules),
+        "builtin_modules": sorted(env.builtin_modules),
+        "stdlib_dir": env.stdlib_dir,
+        "platstdlib_dir": env.platstdlib_dir,
+        "site_packages": list(env.site_packages),
+        "ext_suffixes": list(env.ext_suffixes),
+        "platform": env.platform,
+        "machine": env.machine,
+        "glibc": env.glibc,
+        "libdir": env.libdir,
+        "ldlibrary": env.ldlibrary,
+        "soabi": env.soabi,
+    }
+
+
+def probe(python: str | None = None, prefix: str | None = None) -> EnvInfo:
+    """Run the target interpreter once (isolated) and describe it.
+
+    Raises EnvironmentProbeError with a hint when the path is not a working interpreter.
+    """
+    exe = choose_interpreter(python, prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    try:
+        proc = subprocess.run(
+            [exe, "-I", "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except PermissionError as exc:
+        raise EnvironmentProbeError(
+            f"{exe} is not executable ({exc.strerror})", hint="check the path and its mode"
+        ) from exc
+    except OSError as exc:
+        raise EnvironmentProbeError(
+            f"cannot run {exe}: {exc.strerror or exc}",
+            hint="pass a Python interpreter with --python or an environment with --prefix",
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise EnvironmentProbeError(
+            f"{exe} did not answer the probe within {PROBE_TIMEOUT_S:.0f} s",
+            hint="is it a Python interpreter?",
+        ) from exc
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EnvironmentProbeError(
+            f"{exe} failed the probe (exit {proc.returncode}): {last}",
+            hint="lfm-pack needs a working CPython interpreter for the target",
+        )
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise EnvironmentProbeError(
+            f"{exe} is not a Python interpreter lfm-pack understands (unexpected probe output)",
+            hint="pass a CPython interpreter",
+        ) from exc
+    if data["version"][:2] < [3, 8]:
+        raise EnvironmentProbeError(
+            f"{exe} is Python {'.'.join(map(str, data['version']))}; lfm-pack supports 3.8+ targets",
+            hint="use a newer interpreter for the target environment",
+        )
+    return from_probe_json(data)
