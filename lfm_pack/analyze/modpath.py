@@ -43,9 +43,17 @@ _SOURCE_SUFFIXES = (".py",)
 _BYTECODE_SUFFIXES = (".pyc",)
 
 
-@lru_cache(maxsize=4096)
 def _listdir(path: str) -> frozenset[str] | None:
-    """Directory entries, cached for the run: the finder probes the same dirs many times."""
+    """Directory entries, cached while the directory's mtime is unchanged (like FileFinder)."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return _listdir_at(path, mtime)
+
+
+@lru_cache(maxsize=4096)
+def _listdir_at(path: str, mtime: int) -> frozenset[str] | None:
     try:
         return frozenset(os.listdir(path))
     except OSError:
@@ -63,7 +71,7 @@ def _zip_names(path: str) -> frozenset[str] | None:
 
 def clear_caches() -> None:
     """Forget cached directory listings (tests create files between lookups)."""
-    _listdir.cache_clear()
+    _listdir_at.cache_clear()
     _zip_names.cache_clear()
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import tokenize
 from dataclasses import dataclass
+from typing import Literal
 
 from lfm_pack.analyze.modpath import find_module
 from lfm_pack.errors import TargetError
@@ -35,8 +36,8 @@ def decode_source(data: bytes, path: str) -> str:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as exc:
         raise TargetError(
-            f"{path}: cannot determine the source encoding: {exc}",
-            hint="fix or remove the '# -*- coding: ... -*-' line",
+            f"{path}: cannot decode the source ({exc}): not UTF-8 and no valid coding line",
+            hint="save the file as UTF-8, or fix its '# -*- coding: ... -*-' line (PEP 263)",
         ) from None
     try:
         text = data.decode(encoding)
@@ -146,7 +147,13 @@ def parse_target(raw: str, env: EnvInfo, cwd: str) -> TargetSpec:
             f"{raw}: {qualname!r} is not a function or Class.method name",
             hint="write the target as file.py:func, file.py:Class.method or pkg.module:func",
         )
-    looks_like_file = location.endswith(".py") or os.sep in location or "/" in location
+    candidate = os.path.join(cwd, os.path.expanduser(location))
+    looks_like_file = (
+        location.endswith(".py")
+        or os.sep in location
+        or "/" in location
+        or os.path.isfile(candidate)
+    )
     if looks_like_file or not _DOTTED.match(location):
         path = os.path.abspath(os.path.join(cwd, os.path.expanduser(location)))
         if not os.path.exists(path):
@@ -167,7 +174,7 @@ def parse_target(raw: str, env: EnvInfo, cwd: str) -> TargetSpec:
                 f"{location}: not a .py source file",
                 hint="lfm-pack analyses Python source; point at the .py file that defines it",
             )
-        kind = "file"
+        kind: Literal["file", "module"] = "file"
         module = None
     else:
         search = [cwd, *env.sys_path]
