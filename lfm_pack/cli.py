@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from lfm_pack import __version__
 from lfm_pack.console import err
@@ -29,8 +30,32 @@ Exit codes: see docs/exit-codes.md (0 ok, 2 usage, 3 target, 4 environment, 5 me
 """
 
 
+#: Subcommand name -> module; imported only when that subcommand runs, so `lfm-pack analyze`
+#: does not pay for libcst-free stages (and vice versa) and `--help` stays fast.
+COMMANDS = {
+    "analyze": "lfm_pack.commands.analyze",
+    "pack": "lfm_pack.commands.pack",
+    "monitor": "lfm_pack.commands.monitor",
+    "show": "lfm_pack.commands.show",
+    "suggest": "lfm_pack.commands.suggest",
+    "submit": "lfm_pack.commands.submit",
+}
+
+
 class LfmGroup(click.Group):
-    """Click group that renders LfmError as a one-line error with a hint."""
+    """Click group with lazily imported subcommands that renders LfmError as one line + hint."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        import importlib
+
+        command: click.Command = importlib.import_module(module).command
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -38,9 +63,9 @@ class LfmGroup(click.Group):
         except LfmError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            err.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
             if exc.hint:
-                err.print(f"[dim]hint:[/] {exc.hint}", soft_wrap=True)
+                err.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("[bold red]error:[/] interrupted")
@@ -57,20 +82,3 @@ def main(ctx: click.Context, debug: bool) -> None:
     """Analyze, pack, launch and monitor one Python function for HPC/HTC clusters."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-
-
-def _register() -> None:
-    """Attach every subcommand module that exists (stages land one at a time)."""
-    import importlib
-
-    for name in ("analyze", "pack", "monitor", "show", "suggest", "submit"):
-        try:
-            mod = importlib.import_module(f"lfm_pack.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"lfm_pack.commands.{name}":
-                continue
-            raise
-        main.add_command(mod.command)
-
-
-_register()
