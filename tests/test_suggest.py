@@ -266,3 +266,38 @@ def test_cli_bad_report_fails_in_one_line_or_is_skipped(reports: Path) -> None:
     assert json.loads(proc.stdout)["skipped"][0]["path"].endswith("zz-truncated.json")
     proc = lfm("suggest", str(reports), "--skip-bad", "--category", "nope")
     assert proc.returncode == 9 and "categories seen" in proc.stderr
+
+
+def test_suggest_reads_reports_written_by_the_real_monitor(tmp_path: Path) -> None:
+    """The launcher/monitor writes `target` as an object; suggest must group by it."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for i, size in enumerate((40_000_000, 90_000_000)):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lfm_pack",
+                "monitor",
+                "--report",
+                str(reports / f"r{i}.json"),
+                "--",
+                sys.executable,
+                "-c",
+                f"x = bytearray({size}); import time; time.sleep(0.3)",
+            ],
+            check=True,
+        )
+    out = subprocess.run(
+        [sys.executable, "-m", "lfm_pack", "suggest", str(reports), "--json", "--policy", "max"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    cats = json.loads(out.stdout)["categories"]
+    assert len(cats) == 2  # two different commands -> two categories
+    assert all(c["tasks_seen"] == 1 for c in cats)
+    assert all(c["memory_bytes"] >= 250 * 2**20 for c in cats)
+    assert {c["name"].split()[-1].startswith("x") or "bytearray" in c["name"] for c in cats} == {
+        True
+    }

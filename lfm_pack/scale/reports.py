@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,24 @@ def _limit_seen(limits: Any, key: str) -> float | None:
     return None
 
 
+def _category(data: dict[str, Any]) -> str | None:
+    """The function a report belongs to: an explicit `category`, else the launcher's target.
+
+    The launcher writes `target` as an object (`{"raw", "module", "qualname", "kind"}`); older
+    or hand-written reports may carry a plain string. `name` (the pack name) is the last resort.
+    """
+    for value in (data.get("category"), data.get("target"), data.get("name")):
+        if isinstance(value, dict):
+            command = value.get("command")
+            if isinstance(command, list) and command:
+                value = shlex.join(str(c) for c in command)
+            else:
+                value = value.get("raw") or value.get("qualname")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def measurement_from_dict(data: Any, path: str) -> Measurement:
     """Validate one decoded report; raise InputFileError naming `path` when it is unusable."""
     if not isinstance(data, dict):
@@ -75,8 +94,8 @@ def measurement_from_dict(data: Any, path: str) -> Measurement:
             f"{path}: schema {schema!r} is not {SCHEMA_REPORT!r}",
             hint="pass reports written by a <name>-run launcher (--report FILE)",
         )
-    category = data.get("category") or data.get("target")
-    if not isinstance(category, str) or not category:
+    category = _category(data)
+    if not category:
         raise InputFileError(f"{path}: report names no target/category")
     status = data.get("status")
     if not isinstance(status, str):
