@@ -134,6 +134,7 @@ def build_dev_pack(
             env_key=env_key,
             compression=compression,
             manifest=manifest,
+            allow_absolute_links=True,
         )
     )
     launcher.chmod(0o755)

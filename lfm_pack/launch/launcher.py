@@ -40,12 +40,15 @@ def render_launcher(
     env_key: str,
     compression: Compression,
     manifest: dict[str, Any],
+    allow_absolute_links: bool = False,
 ) -> str:
     """The text of `<name>-run` for one archive (write it with mode 0755 beside the archive).
 
     `manifest` is the pack's `.lfm/manifest.json` content (lfm-pack.manifest/1); the launcher
     takes `machine`, `glibc_required`, `python.executable`, `needs_conda_unpack` and the first
-    target's `raw` from it.
+    target's `raw` from it. `allow_absolute_links` lets archive symlinks point to absolute paths
+    (dev packs symlink the host interpreter); real packs never need it, and even then nothing
+    may be extracted beneath such a link.
     """
     if not _SAFE_NAME.fullmatch(name):
         raise ValueError(f"pack name must be [A-Za-z0-9._+-]+, got {name!r}")
@@ -75,6 +78,7 @@ def render_launcher(
         "CONDA_UNPACK": "1" if manifest.get("needs_conda_unpack") else "0",
         "TARGET": target,
         "VERSION": __version__,
+        "ALLOW_ABS_LINKS": "1" if allow_absolute_links else "0",
     }
     text = template()
     for key, value in values.items():

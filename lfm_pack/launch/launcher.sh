@@ -18,6 +18,7 @@ LFM_GLIBC_REQUIRED='@@GLIBC_REQUIRED@@'
 LFM_PYTHON='@@PYTHON@@'
 LFM_CONDA_UNPACK='@@CONDA_UNPACK@@'
 LFM_TARGET='@@TARGET@@'
+LFM_ALLOW_ABS_LINKS='@@ALLOW_ABS_LINKS@@'
 LFM_BOOT='import sys;sys.path.insert(0,sys.argv[1]);from lfm_runtime.__main__ import main;sys.exit(main(sys.argv[2:]))'
 
 EX_INFRA=83
@@ -51,6 +52,8 @@ running:
   --output-format json|pickle
   --target RAW             pick a target when the pack holds several
   --exec -- CMD ARG...     run any command inside the env, under the same monitor
+  --serve                  warm mode: import once, run each JSON-line call from stdin in a
+                           monitored fork (--slots N, --spool DIR, --report-dir DIR)
 limits and report:
   --memory SIZE --wall-time SECONDS --disk SIZE --cores N
   --interval SECONDS       monitor sampling interval (default 0.05)
@@ -157,6 +160,11 @@ if [ ! -d "$LFM_CACHE" ]; then
         lfm_die "$EX_INFRA" CacheError "cannot create cache dir $LFM_CACHE"
 fi
 [ -O "$LFM_CACHE" ] || lfm_die "$EX_INFRA" CacheError "cache dir $LFM_CACHE is owned by another user; refusing it (set --cache-dir)"
+# Private or refused: anyone else able to write here could plant a fake complete env.
+case $(ls -ld "$LFM_CACHE" 2>/dev/null) in
+d???------*) ;;
+*) lfm_die "$EX_INFRA" CacheError "cache dir $LFM_CACHE is accessible to other users; refusing it (chmod 700 it or set --cache-dir)" ;;
+esac
 
 LFM_ENV="$LFM_CACHE/$LFM_ENV_KEY"
 LFM_PY="$LFM_ENV/$LFM_PYTHON"
@@ -201,6 +209,75 @@ lfm_sha256() {
     fi
 }
 
+# Member checks on the archive listing, BEFORE anything is extracted (docs/reliability.md): only
+# regular files, directories and links; no absolute path, no '..', no setuid/setgid bit, no
+# duplicate, nothing beneath a symlink, symlinks and hard links resolving inside the env (an
+# absolute symlink only in dev packs). Input: `tar -tv` lines (GNU/busybox layout: mode,
+# owner, size, date, time, name). Prints the first problem and exits 1, or prints nothing.
+# shellcheck disable=SC2016
+LFM_MEMBER_CHECK='
+function fail(msg) { if (!bad) print msg; bad = 1; exit 1 }
+function norm(p,   n, i, parts, out, k) {
+    n = split(p, parts, "/"); out = ""; k = 0
+    for (i = 1; i <= n; i++) {
+        if (parts[i] == "" || parts[i] == ".") continue
+        out = (k++ ? out "/" : "") parts[i]
+    }
+    return out
+}
+function dotdot(p) { return p == ".." || p ~ /^\.\.\// || p ~ /\/\.\.\// || p ~ /\/\.\.$/ }
+function parent(p,   i, k) { k = 0; for (i = 1; i <= length(p); i++) if (substr(p, i, 1) == "/") k = i; return k ? substr(p, 1, k - 1) : "" }
+function under_link(p,   q) {
+    for (q = parent(p); q != ""; q = parent(q)) if ((q in type) && type[q] == "l") return q
+    return ""
+}
+{
+    line = $0; t = substr(line, 1, 1); rest = line
+    if (!sub(/^[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ /, "", rest)) fail("unreadable archive listing line: " line)
+    sep = (t == "l") ? " -> " : (t == "h") ? " link to " : ""
+    target = ""; name = rest
+    if (sep != "") {
+        i = index(rest, sep)
+        if (!i) fail("unreadable link entry: " rest)
+        name = substr(rest, 1, i - 1); target = substr(rest, i + length(sep))
+        if (index(target, sep)) fail("ambiguous link entry: " rest)
+    }
+    if (t !~ /^[-dlh]$/) fail("member " name " is not a regular file, directory or link (type " t ")")
+    if (substr(line, 4, 1) ~ /[sS]/ || substr(line, 7, 1) ~ /[sS]/) fail("member " name " has a setuid/setgid bit")
+    if (substr(name, 1, 1) == "/") fail("member " name " has an absolute path")
+    if (dotdot(name)) fail("member " name " contains ..")
+    n = norm(name)
+    if (n in type) { if (t != "d" || type[n] != "d") fail("member " name " appears twice") }
+    else { N++; names[N] = n }
+    type[n] = t; link[n] = target
+}
+END {
+    if (bad) exit 1
+    for (j = 1; j <= N; j++) {
+        n = names[j]; q = under_link(n)
+        if (q != "") fail("member " n " lies beneath the symlink " q)
+        if (type[n] == "h") {
+            if (substr(link[n], 1, 1) == "/" || dotdot(link[n])) fail("hard link " n " points outside the env: " link[n])
+            tg = norm(link[n]); q = under_link(tg)
+            if (tg == "" || q != "") fail("hard link " n " points through a symlink or at the root: " link[n])
+        }
+        if (type[n] != "l") continue
+        tg = link[n]
+        if (substr(tg, 1, 1) == "/") { if (allow_abs != "1") fail("symlink " n " points to the absolute path " tg); continue }
+        cur = parent(n); through = 0; k = split(tg, parts, "/")
+        for (i = 1; i <= k; i++) {
+            c = parts[i]
+            if (c == "" || c == ".") continue
+            if (c == "..") {
+                if (cur == "" || through) fail("symlink " n " points outside the env: " tg)
+                cur = parent(cur); continue
+            }
+            cur = (cur == "" ? c : cur "/" c)
+            if ((cur in type) && type[cur] == "l") through = 1
+        }
+    }
+}'
+
 lfm_lock_mkdir() { # fallback when util-linux flock is missing
     _ld="$LFM_CACHE/.$LFM_ENV_KEY.lockdir"
     while ! mkdir "$_ld" 2>/dev/null; do
@@ -220,8 +297,11 @@ lfm_extract() {
     for _d in "$LFM_CACHE/.tmp.$LFM_ENV_KEY".* "$LFM_CACHE"/.trash.*; do
         [ -e "$_d" ] && rm -rf "$_d" 2>/dev/null
     done
-    if [ -e "$LFM_ENV" ]; then # incomplete leftover: never trusted
+    if [ -e "$LFM_ENV" ] || [ -L "$LFM_ENV" ]; then # incomplete, foreign or symlinked: never trusted
         mv "$LFM_ENV" "$LFM_CACHE/.trash.$LFM_ENV_KEY.$$" && rm -rf "$LFM_CACHE/.trash.$LFM_ENV_KEY.$$"
+        if [ -e "$LFM_ENV" ] || [ -L "$LFM_ENV" ]; then
+            lfm_die "$EX_INFRA" CacheError "cannot remove the untrusted $LFM_ENV (not complete, not ours or a symlink)"
+        fi
     fi
     if [ -z "$LFM_ARCHIVE" ]; then
         case $0 in */*) _dir=${0%/*} ;; *) _dir=. ;; esac
@@ -233,10 +313,6 @@ lfm_extract() {
         lfm_die "$EX_INFRA" ArchiveError "archive checksum mismatch for $LFM_ARCHIVE (expected $LFM_ARCHIVE_SHA256, got $_sum); cache left untouched"
     fi
     LFM_TMP="$LFM_CACHE/.tmp.$LFM_ENV_KEY.$$"
-    trap 'rm -rf "$LFM_TMP"; lfm_die 143 Signal "SIGTERM while unpacking into $LFM_CACHE"' TERM
-    trap 'rm -rf "$LFM_TMP"; lfm_die 130 Signal "SIGINT while unpacking into $LFM_CACHE"' INT
-    trap 'rm -rf "$LFM_TMP"; lfm_die 129 Signal "SIGHUP while unpacking into $LFM_CACHE"' HUP
-    mkdir "$LFM_TMP" || lfm_die "$EX_INFRA" CacheError "cannot create $LFM_TMP"
     case $LFM_COMPRESSION in
     gzip) _dec="gzip -dc" ;;
     zstd) _dec="zstd -dcq" ;;
@@ -244,13 +320,40 @@ lfm_extract() {
     esac
     command -v "${_dec%% *}" >/dev/null 2>&1 ||
         lfm_die "$EX_INFRA" UnpackError "${_dec%% *} is needed to unpack $LFM_ARCHIVE_NAME"
-    _st="$LFM_TMP.status"
-    { $_dec <"$LFM_ARCHIVE" || echo "$?" >"$_st"; } | tar -xf - -C "$LFM_TMP" || echo tar >>"$_st"
-    if [ -s "$_st" ]; then
-        rm -rf "$LFM_TMP" "$_st"
-        lfm_die "$EX_INFRA" UnpackError "unpacking $LFM_ARCHIVE into $LFM_CACHE failed (disk full?)"
-    fi
-    rm -f "$_st"
+    command -v awk >/dev/null 2>&1 ||
+        lfm_die "$EX_INFRA" UnpackError "awk is needed to check the archive's members before unpacking"
+    # GNU tar: list raw names (-P, nothing stripped) with numeric owners; extract without
+    # owners or stored permission bits. Other tars (busybox) get the portable subset.
+    case $(tar --version 2>/dev/null) in
+    *GNU*) _tl="-P --numeric-owner --quoting-style=escape" _tx="--no-same-owner --no-same-permissions" ;;
+    *) _tl='' _tx=-o ;;
+    esac
+    # Statuses travel through fd 4 into a command substitution, never through a file: on a full
+    # disk a status file could not be written and a failure would pass for success.
+    # shellcheck disable=SC2086
+    _bad=$( { { $_dec <"$LFM_ARCHIVE" 2>/dev/null || echo lfm-unpack-failed >&4; } |
+        { tar $_tl -tvf - 2>/dev/null || echo lfm-unpack-failed >&4; } |
+        awk -v allow_abs="$LFM_ALLOW_ABS_LINKS" "$LFM_MEMBER_CHECK"; } 4>&1)
+    case $_bad in
+    '') ;;
+    lfm-unpack-failed*) lfm_die "$EX_INFRA" ArchiveError "cannot list the members of $LFM_ARCHIVE; cache left untouched" ;;
+    *) lfm_die "$EX_INFRA" UnsafeArchive "refusing $LFM_ARCHIVE: ${_bad%%
+*}; cache left untouched" ;;
+    esac
+    trap 'rm -rf "$LFM_TMP"; lfm_die 143 Signal "SIGTERM while unpacking into $LFM_CACHE"' TERM
+    trap 'rm -rf "$LFM_TMP"; lfm_die 130 Signal "SIGINT while unpacking into $LFM_CACHE"' INT
+    trap 'rm -rf "$LFM_TMP"; lfm_die 129 Signal "SIGHUP while unpacking into $LFM_CACHE"' HUP
+    (umask 077 && mkdir "$LFM_TMP") || lfm_die "$EX_INFRA" CacheError "cannot create $LFM_TMP"
+    # shellcheck disable=SC2086
+    _err=$( { { $_dec <"$LFM_ARCHIVE" 2>&4 || echo lfm-unpack-failed >&4; } |
+        { tar $_tx -xf - -C "$LFM_TMP" 2>&4 || echo lfm-unpack-failed >&4; }; } 4>&1)
+    case $_err in
+    *lfm-unpack-failed*)
+        rm -rf "$LFM_TMP"
+        _err=$(printf '%s\n' "$_err" | grep -v lfm-unpack-failed | tail -n 2 | tr '\n' ' ')
+        lfm_die "$EX_INFRA" UnpackError "unpacking $LFM_ARCHIVE into $LFM_CACHE failed: ${_err:-see stderr}; nothing marked complete"
+        ;;
+    esac
     if ! "$LFM_TMP/$LFM_PYTHON" -I -S -c pass 2>/dev/null; then
         rm -rf "$LFM_TMP"
         lfm_die "$EX_PREFLIGHT" Preflight "the packed interpreter $LFM_PYTHON cannot start on this node"
@@ -262,6 +365,10 @@ lfm_extract() {
     _kb=$(du -sk "$LFM_TMP" | cut -f1)
     if [ "$LFM_CONDA_UNPACK" = 1 ]; then
         # conda-unpack rewrites prefixes to where the env *is*: rename first, marker after.
+        if [ -e "$LFM_ENV" ] || [ -L "$LFM_ENV" ]; then
+            rm -rf "$LFM_TMP"
+            lfm_die "$EX_INFRA" CacheError "$LFM_ENV appeared while extracting; refusing to rename over it"
+        fi
         mv "$LFM_TMP" "$LFM_ENV" || lfm_die "$EX_INFRA" CacheError "cannot rename into $LFM_ENV"
         if ! "$LFM_PY" -I "$LFM_ENV/bin/conda-unpack" >/dev/null 2>&1; then
             mv "$LFM_ENV" "$LFM_CACHE/.trash.$LFM_ENV_KEY.$$" && rm -rf "$LFM_CACHE/.trash.$LFM_ENV_KEY.$$"
@@ -269,11 +376,30 @@ lfm_extract() {
         fi
         printf 'size_bytes=%s\nby_pid=%s\n' "$((_kb * 1024))" "$$" >"$LFM_ENV/.lfm/complete"
     else
-        printf 'size_bytes=%s\nby_pid=%s\n' "$((_kb * 1024))" "$$" >"$LFM_TMP/.lfm/complete"
+        if ! printf 'size_bytes=%s\nby_pid=%s\n' "$((_kb * 1024))" "$$" >"$LFM_TMP/.lfm/complete"; then
+            rm -rf "$LFM_TMP"
+            lfm_die "$EX_INFRA" UnpackError "cannot write the completion marker in $LFM_CACHE (disk full?)"
+        fi
+        # mv onto an existing dir (or a symlink to one) would move INTO it: never let it.
+        if [ -e "$LFM_ENV" ] || [ -L "$LFM_ENV" ]; then
+            rm -rf "$LFM_TMP"
+            lfm_die "$EX_INFRA" CacheError "$LFM_ENV appeared while extracting; refusing to rename over it"
+        fi
         mv "$LFM_TMP" "$LFM_ENV" || lfm_die "$EX_INFRA" CacheError "cannot rename into $LFM_ENV"
     fi
     trap - TERM INT HUP
     LFM_EXTRACTED=1
+}
+
+# Complete = our own dir (not a symlink, not planted by another user) holding our own marker.
+lfm_complete() {
+    [ ! -L "$LFM_ENV" ] && [ -O "$LFM_ENV" ] && [ -f "$LFM_ENV/.lfm/complete" ] && [ -O "$LFM_ENV/.lfm/complete" ]
+}
+
+# Lock files must not be symlinks (`>` would truncate their target; `.use` is truncated on
+# purpose: its mtime is the env's last use for eviction; `.lock` is opened for append).
+lfm_lockfile() {
+    [ ! -L "$1" ] || lfm_die "$EX_INFRA" CacheError "lock file $1 is a symlink; refusing it"
 }
 
 LFM_EXTRACTED=0
@@ -283,6 +409,7 @@ LFM_LOCK_FD=-1
 if [ "$LFM_HAVE_FLOCK" = 1 ] && [ -w "$LFM_CACHE" ]; then
     # Shared "in use" lock for the whole run (inherited by the monitor): eviction skips us.
     # (A read-only, pre-populated cache is used as is, without locks.)
+    lfm_lockfile "$LFM_CACHE/.$LFM_ENV_KEY.use"
     exec 8>"$LFM_CACHE/.$LFM_ENV_KEY.use" || lfm_die "$EX_INFRA" CacheError "cannot open lock in $LFM_CACHE"
     flock -s 8
     LFM_LOCK_FD=8
@@ -292,18 +419,19 @@ fi
 LFM_W0=$LFM_T0
 LFM_W1=$LFM_T0
 LFM_UNPACKED=$LFM_T0
-if [ ! -f "$LFM_ENV/.lfm/complete" ]; then
+if ! lfm_complete; then
     lfm_preflight
     [ -w "$LFM_CACHE" ] || lfm_die "$EX_INFRA" CacheError "cache dir $LFM_CACHE is not writable"
     LFM_W0=$(lfm_now)
     if [ "$LFM_HAVE_FLOCK" = 1 ]; then
-        exec 9>"$LFM_CACHE/.$LFM_ENV_KEY.lock" || lfm_die "$EX_INFRA" CacheError "cannot open lock in $LFM_CACHE"
+        lfm_lockfile "$LFM_CACHE/.$LFM_ENV_KEY.lock"
+        exec 9>>"$LFM_CACHE/.$LFM_ENV_KEY.lock" || lfm_die "$EX_INFRA" CacheError "cannot open lock in $LFM_CACHE"
         flock -x 9
     else
         lfm_lock_mkdir
     fi
     LFM_W1=$(lfm_now)
-    if [ ! -f "$LFM_ENV/.lfm/complete" ]; then
+    if ! lfm_complete; then
         LFM_HIT=0
         lfm_extract
     fi
