@@ -1,0 +1,338 @@
+"""Decide which files go into the pack: closure distributions, scripts, the user's local code.
+
+Only the distributions of the pinned closure are shipped, every file their RECORD lists (the
+dist-info too, so `importlib.metadata` works), merged into one `lib/python3.X/site-packages`.
+Console scripts get a relocatable shebang; the user's local files go to `.lfm/app/<i>/` at their
+path relative to their local root, with unreached imports rewritten (see `slicing`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from lfm_pack.errors import PackError, RefusedError
+from lfm_pack.models import Analysis, Distribution, Placeholder
+from lfm_pack.pack.archive import Entry
+from lfm_pack.pack.slicing import rewrite_source
+
+STRIP_CHOICES = ("tests", "docs", "pyi", "pycache")
+_TEST_DIRS = frozenset({"tests", "test"})
+_DOC_DIRS = frozenset({"doc", "docs"})
+
+
+class DistLookup(Protocol):
+    """What select needs from `analyze.distributions.DistIndex`."""
+
+    def get(self, name: str) -> Distribution | None: ...
+
+
+@dataclass(frozen=True)
+class Options:
+    """User choices that change the pack's contents (they are part of the env key)."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    strip: frozenset[str] = frozenset()
+    extra_files: tuple[str, ...] = ()
+    editable_as_source: bool = False
+    allow_unrelocatable: bool = False
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Archive entries of the environment's payload, plus what was left out and why."""
+
+    entries: tuple[Entry, ...]
+    distributions: tuple[Distribution, ...]
+    excluded: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+    app_paths: tuple[str, ...]  # ".lfm/app/0", ... in local-root order
+    app_of: tuple[tuple[str, str], ...]  # (absolute local file, arcname)
+
+
+def relocatable_shebang(exe_name: str) -> bytes:
+    """A `#!/bin/sh` header that re-execs the pack's own interpreter next to the script.
+
+    sh runs the `'''exec' ...` line; Python sees the same lines as one string literal.
+    """
+    return (
+        "#!/bin/sh\n"
+        f'\'\'\'exec\' "$(dirname -- "$(realpath -- "$0")")/{exe_name}" "$0" "$@"\n'
+        "' '''\n"
+    ).encode()
+
+
+_PY_SHEBANG = re.compile(rb"^#!\s*(\S*/)?(python[\d.]*|pypy[\d.]*)(\s.*)?$")
+_ENV_SHEBANG = re.compile(rb"^#!\s*/usr/bin/env\s+(python[\d.]*)(\s.*)?$")
+
+
+def rewrite_script(data: bytes, exe_name: str) -> bytes | None:
+    """New content for a Python console script, None if it is no Python script."""
+    if not data.startswith(b"#!"):
+        return None
+    first, _, rest = data.partition(b"\n")
+    if _ENV_SHEBANG.match(first) or _PY_SHEBANG.match(first):
+        return relocatable_shebang(exe_name) + rest
+    # pip's own long-path form: a two-line /bin/sh trampoline ending in ' '''
+    if first == b"#!/bin/sh" and rest.startswith(b"'''exec'"):
+        _, _, body = rest.partition(b"' '''\n")
+        return relocatable_shebang(exe_name) + body
+    return None
+
+
+def is_stripped(rel: str, strip: frozenset[str]) -> bool:
+    parts = rel.split("/")
+    if "pycache" in strip and ("__pycache__" in parts or rel.endswith((".pyc", ".pyo"))):
+        return True
+    if "tests" in strip and any(p in _TEST_DIRS for p in parts[:-1]):
+        return True
+    if "docs" in strip and any(p in _DOC_DIRS for p in parts[:-1]):
+        return True
+    return "pyi" in strip and rel.endswith(".pyi")
+
+
+def _under(path: str, roots: Iterable[str]) -> str | None:
+    """The longest root `path` lies in."""
+    best = None
+    for r in roots:
+        r = r.rstrip("/")
+        if (path == r or path.startswith(r + "/")) and (best is None or len(r) > len(best)):
+            best = r
+    return best
+
+
+def dist_entries(
+    dist: Distribution,
+    analysis: Analysis,
+    exe_name: str,
+    strip: frozenset[str],
+    site_arc: str | None = None,
+) -> list[Entry]:
+    """Arcnames for every existing file of one pip distribution (merged into `site_arc`)."""
+    env = analysis.env
+    site_arc = site_arc or default_site_arc(analysis)
+    path_roots = [p for p in (*env.site_packages, *env.sys_path) if os.path.isdir(p)]
+    bin_dir = os.path.join(env.prefix, "bin")
+    out: list[Entry] = []
+    for f in dist.files:
+        if not os.path.isfile(f):
+            continue  # RECORD lists compiled files that were never written, or deleted ones
+        f = os.path.normpath(f)
+        if os.path.dirname(f) == bin_dir:
+            arc = f"bin/{os.path.basename(f)}"
+            with open(f, "rb") as fh:
+                data = fh.read()
+            new = rewrite_script(data, exe_name)
+            if new is not None:
+                out.append(Entry(arc, data=new, executable=True))
+            else:
+                out.append(Entry(arc, source=f, executable=os.access(f, os.X_OK)))
+            continue
+        root = _under(f, path_roots)
+        if root is not None:
+            rel = os.path.relpath(f, root)
+            if is_stripped(rel, strip | {"pycache"}):
+                continue
+            out.append(Entry(f"{site_arc}/{rel}", source=f, executable=os.access(f, os.X_OK)))
+            continue
+        root = _under(f, [env.prefix])
+        if root is not None:
+            rel = os.path.relpath(f, root)
+            if "docs" in strip and rel.startswith(("share/doc/", "share/man/")):
+                continue
+            out.append(Entry(rel, source=f, executable=os.access(f, os.X_OK)))
+    return out
+
+
+def default_site_arc(analysis: Analysis) -> str:
+    v = analysis.env.version
+    return f"lib/python{v[0]}.{v[1]}/site-packages"
+
+
+def editable_source_entries(
+    dist: Distribution, analysis: Analysis, site_arc: str | None = None
+) -> list[Entry]:
+    """The source tree(s) an editable install points at, shipped as plain site-packages files."""
+    site_arc = site_arc or default_site_arc(analysis)
+    dirs: list[tuple[str, str]] = []  # (source dir, arc prefix)
+    for f in dist.files:
+        if f.endswith(".pth") and os.path.isfile(f):
+            with open(f, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if line and not line.startswith(("#", "import ")) and os.path.isdir(line):
+                        dirs.append((line, site_arc))
+        elif os.path.basename(f).startswith("__editable__") and f.endswith("_finder.py"):
+            with open(f, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+            m = re.search(r"^MAPPING\s*(?::[^=]*)?=\s*(\{.*?\})\s*$", text, re.M | re.S)
+            if m:
+                for name, path in re.findall(r"'([^']+)'\s*:\s*'([^']+)'", m.group(1)):
+                    dirs.append((path, f"{site_arc}/{name}"))
+    out: list[Entry] = []
+    for src, arc_prefix in dirs:
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames[:] = sorted(
+                d
+                for d in dirnames
+                if not d.startswith(".")
+                and d != "__pycache__"
+                and not d.endswith((".egg-info", ".dist-info"))
+            )
+            for fn in sorted(filenames):
+                if fn.endswith((".pyc", ".pyo")):
+                    continue
+                full = os.path.join(dirpath, fn)
+                rel = os.path.relpath(full, src)
+                out.append(Entry(f"{arc_prefix}/{rel}", source=full))
+    # keep its dist-info so importlib.metadata still finds it
+    for f in dist.files:
+        if os.path.isfile(f) and ".dist-info/" in f:
+            di = f[f.rindex("/", 0, f.index(".dist-info/")) + 1 :]
+            if not di.endswith(("RECORD", "direct_url.json")):
+                out.append(Entry(f"{site_arc}/{di}", source=f))
+    return out
+
+
+def closure_distributions(
+    analysis: Analysis, index: DistLookup, opts: Options
+) -> tuple[list[Distribution], list[tuple[str, str]]]:
+    """The distributions to ship: closure + --include - --exclude."""
+    from packaging.utils import canonicalize_name
+
+    excluded_keys = {canonicalize_name(n) for n in opts.exclude}
+    names = [p.name for p in analysis.packages] + list(opts.include)
+    dists: dict[str, Distribution] = {}
+    excluded: list[tuple[str, str]] = []
+    for name in names:
+        key = canonicalize_name(name)
+        if key in excluded_keys:
+            excluded.append((name, "--exclude"))
+            continue
+        d = index.get(name)
+        if d is None:
+            raise PackError(
+                f"{name} is in the closure but not installed in {analysis.env.prefix}",
+                hint="the environment changed since the analysis; re-run lfm-pack analyze",
+            )
+        dists.setdefault(d.key, d)
+    return [dists[k] for k in sorted(dists)], excluded
+
+
+def check_editables(dists: Sequence[Distribution], opts: Options) -> None:
+    """Editable installs point outside the environment: refuse unless shipped as source."""
+    editable = [d.name for d in dists if d.editable]
+    if editable and not opts.editable_as_source:
+        raise RefusedError(
+            f"editable install(s) cannot be relocated: {', '.join(editable)}",
+            hint="pass --editable-as-source to ship their source tree as plain files, "
+            "or pip install them non-editable",
+        )
+
+
+def local_entries(
+    analysis: Analysis, extra_files: Sequence[str]
+) -> tuple[list[Entry], tuple[str, ...], list[tuple[str, str]]]:
+    """The user's local files under .lfm/app/<i>/, placeholders rewritten; plus --extra-file."""
+    roots = [os.path.abspath(r) for r in analysis.local_roots]
+    by_file: dict[str, list[Placeholder]] = {}
+    for p in analysis.placeholders:
+        by_file.setdefault(os.path.abspath(p.path), []).append(p)
+    entries: list[Entry] = []
+    app_of: list[tuple[str, str]] = []
+    files = list(dict.fromkeys(os.path.abspath(f) for f in analysis.local_files))
+    for t in analysis.targets:
+        if t.kind == "file" and os.path.abspath(t.path) not in files:
+            files.append(os.path.abspath(t.path))
+    if not roots and files:
+        roots = [os.path.dirname(files[0])]
+    for f in files:
+        root = _under(f, roots)
+        if root is None:
+            raise PackError(
+                f"local file {f} lies under none of the local roots {roots}",
+                hint="re-run lfm-pack analyze; the lock does not match the files",
+            )
+        i = roots.index(root)
+        arc = f".lfm/app/{i}/{os.path.relpath(f, root)}"
+        try:
+            with open(f, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise PackError(f"cannot read local file {f}: {exc}") from exc
+        if f in by_file:
+            src = raw.decode("utf-8")
+            raw = rewrite_source(src, by_file[f], f).encode("utf-8")
+        entries.append(Entry(arc, data=raw))
+        app_of.append((f, arc))
+    for x in extra_files:
+        x = os.path.abspath(x)
+        root = _under(x, roots)
+        if root is None or not os.path.exists(x):
+            raise PackError(
+                f"--extra-file {x}: must exist inside a local root ({', '.join(roots) or 'none'})",
+                hint="extra files keep their path relative to the target's directory",
+            )
+        i = roots.index(root)
+        walk = (
+            [x]
+            if os.path.isfile(x)
+            else [os.path.join(dp, fn) for dp, _, fns in os.walk(x) for fn in fns]
+        )
+        for f in sorted(walk):
+            arc = f".lfm/app/{i}/{os.path.relpath(f, root)}"
+            if arc not in {e.arcname for e in entries}:
+                entries.append(Entry(arc, source=f, executable=os.access(f, os.X_OK)))
+    app_paths = tuple(f".lfm/app/{i}" for i in range(len(roots)))
+    return entries, app_paths, app_of
+
+
+def placeholder_exclusions(analysis: Analysis) -> list[tuple[str, str]]:
+    """Third-party modules replaced by placeholders (stdlib ones still travel: not listed)."""
+    std = analysis.env.stdlib_modules | analysis.env.builtin_modules
+    return [
+        (p.module, f"imported at {p.path}:{p.line} but never reached")
+        for p in analysis.placeholders
+        if p.module.split(".")[0] not in std
+    ]
+
+
+def select_pip(
+    analysis: Analysis, index: DistLookup, opts: Options, site_arc: str | None = None
+) -> Selection:
+    """Entries for a pip/venv/system environment (the interpreter is planned separately).
+
+    `site_arc` is the site directory the packed interpreter will put on sys.path (Debian's
+    system Python uses dist-packages, see `interpreter.site_dir_arc`).
+    """
+    env = analysis.env
+    exe_name = f"python{env.version[0]}.{env.version[1]}"
+    dists, excluded = closure_distributions(analysis, index, opts)
+    check_editables(dists, opts)
+    entries: dict[str, Entry] = {}
+    notes: list[str] = []
+    for d in dists:
+        if d.editable:
+            es = editable_source_entries(d, analysis, site_arc)
+            notes.append(f"{d.name}: editable install shipped as plain source files")
+        else:
+            es = dist_entries(d, analysis, exe_name, opts.strip, site_arc)
+        for e in es:
+            entries.setdefault(e.arcname, e)
+    local, app_paths, app_of = local_entries(analysis, opts.extra_files)
+    for e in local:
+        entries[e.arcname] = e
+    excluded += placeholder_exclusions(analysis)
+    return Selection(
+        entries=tuple(entries[k] for k in sorted(entries)),
+        distributions=tuple(dists),
+        excluded=tuple(excluded),
+        notes=tuple(notes),
+        app_paths=app_paths,
+        app_of=tuple(app_of),
+    )
