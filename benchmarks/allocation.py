@@ -97,22 +97,33 @@ def strategies(
 ) -> list[Callable[[], Strategy]]:
     """Fresh strategy objects per run (learned ones keep state).
 
-    Each policy runs twice: learned online as Work Queue does (whole nodes until `learn_k`
-    completions), and sized from a pilot run's reports, as `lfm-pack suggest` then `submit` do.
+    Each policy runs three ways: learned online as Work Queue does without a guess (whole nodes
+    until `learn_k` completions), online starting from the user's guess (cctools'
+    `category_specify_first_allocation_guess`), and sized from a pilot run's reports, as
+    `lfm-pack suggest` then `submit` do.
     """
     makers: list[Callable[[], Strategy]] = [
         lambda: WholeNode(cluster),
         lambda: FixedGuess(guess, cluster, name=f"fixed {guess.memory_bytes // MIB}M"),
     ]
 
-    def learned(policy: Policy, prior: list[SimTask], label: str) -> Callable[[], Strategy]:
+    def learned(
+        policy: Policy, prior: list[SimTask], label: str, with_guess: bool = False
+    ) -> Callable[[], Strategy]:
         return lambda: Learned(
-            policy, cluster, learn_k=learn_k, prior=prior, name=f"{policy} ({label})"
+            policy,
+            cluster,
+            learn_k=learn_k,
+            prior=prior,
+            name=f"{policy} ({label})",
+            warmup="guess" if with_guess else "whole-node",
+            guess=guess if with_guess else None,
         )
 
     policies: tuple[Policy, ...] = ("max", "min-waste", "max-throughput")
     for policy in policies:
         makers.append(learned(policy, [], "online"))
+        makers.append(learned(policy, [], "online+guess", with_guess=True))
         if pilot:
             makers.append(learned(policy, pilot, "pilot"))
     makers.append(lambda: Oracle())
@@ -151,6 +162,35 @@ def run(
             }
         )
     return rows
+
+
+def diagnose(
+    tasks: list[SimTask], pilot: list[SimTask], cluster: Cluster, learn_k: int, kill: Kill
+) -> dict[str, float]:
+    """Where max-throughput (pilot) loses to the oracle: × oracle of the run as is, of the run
+    without the tasks above the max the pilot learned, and with the run's largest task added to
+    the pilot's reports (the max known). Only the policy's knowledge changes, never the oracle's
+    or the scheduler's."""
+
+    def ratio(run: list[SimTask], prior: list[SimTask]) -> float:
+        oracle = simulate(run, cluster, Oracle(), kill)
+        policy = simulate(
+            run, cluster, Learned("max-throughput", cluster, learn_k, prior=prior), kill
+        )
+        return round(oracle.makespan_s / policy.makespan_s, 3)
+
+    probe = Learned("max-throughput", cluster, learn_k, prior=pilot)
+    found = (probe.learned_max(c) for c in {t.category for t in tasks})
+    top = max((m.memory_bytes for m in found if m is not None), default=0)
+    under = [t for t in tasks if t.memory_bytes <= top]
+    largest = max(tasks, key=lambda t: t.memory_bytes)
+    return {
+        "pilot_max_memory_mib": top / MIB,
+        "tasks_above_pilot_max": len(tasks) - len(under),
+        "x_oracle": ratio(tasks, pilot),
+        "x_oracle_without_tasks_above_max": ratio(under, pilot),
+        "x_oracle_pilot_plus_run_max": ratio(tasks, [*pilot, largest]),
+    }
 
 
 COLUMNS = (
@@ -211,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workload", choices=("lognormal", "bimodal", "bimodal-20", "all"), default="all"
     )
+    ap.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="explain max-throughput (pilot) vs the oracle on each workload (see diagnose())",
+    )
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -238,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.workload in (name, "all"):
                 pilot = make(args.pilot, pseed) if args.pilot else []
                 workloads.append((name, make(args.tasks, args.seed), pilot))
+    if args.diagnose:
+        for name, tasks, pilot in workloads:
+            found = diagnose(tasks, pilot, cluster, args.learn_k, args.kill)
+            print(json.dumps({"workload": name, "seed": args.seed, **found}))
+        return 0
     started = time.perf_counter()
     rows: list[dict[str, object]] = []
     for name, tasks, pilot in workloads:

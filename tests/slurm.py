@@ -1,4 +1,5 @@
-"""A real single-node Slurm cluster for tests (design notes §5), as a session-scoped fixture.
+"""A real single-node Slurm cluster for tests (design notes §5), as a session-scoped fixture,
+and a real pack (`job_pack`) for the batch-scheduler tests to run.
 
 Use it from a test module with `from slurm import slurm_cluster  # noqa: F401` and a parameter
 named `slurm_cluster`. The fixture installs Debian's slurm-wlm + munge when they are missing
@@ -12,12 +13,13 @@ only when the binaries cannot be installed or the daemons cannot be started here
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -258,86 +260,73 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-STANDIN_PY = r"""
-import json, os, resource, socket, sys, time
-inp, out, report, memory, wall, cache, archive = sys.argv[1:8]
-extra = sys.argv[8:]
-start = time.time()
+JOB_PY = '''"""The job the batch-scheduler tests pack and run: stdlib only, so it packs from any venv."""
+import os
 
 
 def simulate(x, scale=2):
+    """Scale x, in this process (the pid shows which process ran it)."""
     return {"value": x * scale, "pid": os.getpid()}
+'''
 
 
-call = {"args": [], "kwargs": {}}
-if inp:
-    with open(inp) as fh:
-        data = json.load(fh)
-    if not isinstance(data, dict) or not set(data) <= {"args", "kwargs"}:
-        sys.exit("--input must hold an object {\"args\": [...], \"kwargs\": {...}}")
-    call = data
-elif extra:
-    call["args"] = [json.loads(a) for a in extra]
-result = simulate(*call.get("args", []), **call.get("kwargs", {}))
-if out:
-    with open(out + ".tmp", "w") as fh:
-        json.dump(result, fh)
-    os.replace(out + ".tmp", out)
-else:
-    print(json.dumps(result))
-ru = resource.getrusage(resource.RUSAGE_SELF)
-rep = {
-    "schema": "lfm-pack.report/1", "status": "ok", "exit_code": 0,
-    "target": "job.py:simulate", "env_key": "standin", "host": socket.gethostname(),
-    "cache": {"hit": False, "path": cache},
-    "timings": {},
-    "resources": {"wall_time_s": time.time() - start, "cpu_time_s": ru.ru_utime + ru.ru_stime,
-                  "memory_peak_bytes": ru.ru_maxrss * 1024, "cores_peak": 1.0},
-    "limits_exceeded": {}, "error": None,
-    "standin": {"argv": {"input": inp, "output": out, "memory": memory, "wall_time": wall,
-                         "cache_dir": cache, "archive": archive, "extra": extra},
-                "env": {k: v for k, v in os.environ.items()
-                        if k in ("SLURM_ARRAY_TASK_ID", "SLURM_CPUS_PER_TASK", "SLURM_MEM_PER_NODE")}},
-}
-if report:
-    os.makedirs(os.path.dirname(report) or ".", exist_ok=True)
-    with open(report + ".tmp", "w") as fh:
-        json.dump(rep, fh)
-    os.replace(report + ".tmp", report)
-"""
+@dataclass(frozen=True)
+class JobPack:
+    """A real pack of job.py:simulate built by `lfm-pack pack` (launcher + archive + lock)."""
+
+    dist: Path
+    launcher: Path
+    archive: Path
+    env_key: str
+
+    def copy_to(self, directory: Path) -> Path:
+        """A private copy of the pack's directory (tests may move or delete it)."""
+        shutil.copytree(self.dist, directory)
+        return directory
 
 
-def write_standin_launcher(directory: Path, name: str, python: str) -> Path:
-    """A sh script with the launcher's CLI that runs a Python function and writes a report.
+def build_job_pack(root: Path) -> JobPack:
+    """Pack JOB_PY's `simulate` with the real tool, in the test interpreter's own environment.
 
-    Stand-in for a real `<name>-run` until packs exist: same options (--archive, --cache-dir,
-    --report, --memory, --wall-time, --input, --output, -- ARG...), a real process, a real
-    report file with the schema the suggest/submit code reads.
+    `--no-verify`: the hidden-prefix verification is covered by test_pack_roundtrip.py; here the
+    pack only has to be real for the launcher, its cache and its reports to be exercised.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / f"{name}-run"
-    script.write_text(
-        f"""#!/bin/sh
-# stand-in for a packed {name}-run launcher (same command line)
-archive= cache= report= memory= wall= input= output=
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --archive) archive=$2; shift 2 ;;
-        --cache-dir) cache=$2; shift 2 ;;
-        --report) report=$2; shift 2 ;;
-        --memory) memory=$2; shift 2 ;;
-        --wall-time) wall=$2; shift 2 ;;
-        --input) input=$2; shift 2 ;;
-        --output) output=$2; shift 2 ;;
-        --) shift; break ;;
-        *) echo "{name}-run: unknown option $1" >&2; exit 2 ;;
-    esac
-done
-if [ -n "$archive" ] && [ ! -f "$archive" ]; then
-    echo "{name}-run: no archive $archive" >&2; exit 3
-fi
-exec "{python}" -c {shlex.quote(STANDIN_PY)} "$input" "$output" "$report" "$memory" "$wall" "$cache" "$archive" "$@"
-"""
+    src = root / "src"
+    src.mkdir(parents=True)
+    (src / "job.py").write_text(JOB_PY)
+    dist = root / "dist"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lfm_pack",
+            "pack",
+            "job.py:simulate",
+            "-o",
+            str(dist),
+            "--python",
+            sys.executable,
+            "--no-verify",
+            "--json",
+        ],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    script.chmod(0o755)
-    return script
+    if proc.returncode != 0:
+        raise RuntimeError(f"lfm-pack pack failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    info = json.loads(proc.stdout)
+    return JobPack(
+        dist=dist,
+        launcher=dist / "simulate-run",
+        archive=Path(info["archive"]),
+        env_key=str(info["env_key"]),
+    )
+
+
+@pytest.fixture(scope="session")
+def job_pack(tmp_path_factory: pytest.TempPathFactory) -> JobPack:
+    """Built once per test session (per xdist worker)."""
+    return build_job_pack(tmp_path_factory.mktemp("job-pack"))

@@ -2,7 +2,9 @@
 
 The array index comes from each scheduler's own variable (SLURM_ARRAY_TASK_ID, PBS_ARRAY_INDEX,
 LSB_JOBINDEX counting from 1, HTCondor's $(Process) as the wrapper's argument); the payload must
-map it to the right input line, report and output file. Slurm itself is in test_slurm.py.
+map it to the right input line, report and output file. The payload runs a real pack built by
+`lfm-pack pack` (tests/slurm.py::job_pack): the real launcher unpacks it into the node cache
+and writes real reports. Slurm itself is in test_slurm.py.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from slurm import write_standin_launcher
+import slurm
+from slurm import JobPack
 
 from lfm_pack.scale.submit import JobSpec, payload, render
 
@@ -35,11 +40,13 @@ def lfm(
     )
 
 
+job_pack = slurm.job_pack  # the session fixture (packs job.py:simulate once)
+MIB = 2**20
+
+
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
-    dist = tmp_path / "dist"
-    write_standin_launcher(dist, "simulate", sys.executable)
-    (dist / "simulate.tar.zst").write_bytes(b"stand-in archive")
+def project(tmp_path: Path, job_pack: JobPack) -> Path:
+    job_pack.copy_to(tmp_path / "dist")
     lines = [json.dumps({"args": [i], "kwargs": {"scale": 3}}) for i in range(3)]
     (tmp_path / "inputs.jsonl").write_text("\n".join(lines) + "\n")
     return tmp_path
@@ -79,15 +86,28 @@ def run_payload(
     )
 
 
-def check_task(project: Path, i: int, cache_dir: str | None = None) -> Any:
+def check_task(project: Path, job_pack: JobPack, i: int, cache_dir: Path) -> Any:
+    """Task i ran the real pack: its output, and a real report with the requested limits."""
     out = json.loads((project / "outputs" / f"simulate-{i}.json").read_text())
     assert out["value"] == 3 * i
     report = json.loads((project / "reports" / f"simulate-{i}.json").read_text())
-    argv = report["standin"]["argv"]
-    assert argv["memory"] == "1500M" and argv["wall_time"] == "600"
+    assert report["schema"] == "lfm-pack.report/1"
+    assert report["status"] == "ok" and report["exit_code"] == 0, report.get("error")
+    assert report["env_key"] == job_pack.env_key
+    assert report["limits"]["memory_bytes"] == 1500 * MIB
+    assert report["limits"]["wall_time_s"] == 600
     # node-local cache: under $TMPDIR, per user
-    assert argv["cache_dir"] == (cache_dir or str(project / "node-tmp" / "lfm-cache-tester"))
+    assert report["cache"]["dir"] == str(cache_dir)
+    assert report["cache"]["path"] == str(cache_dir / job_pack.env_key)
     return report
+
+
+@pytest.fixture()
+def tmp_user() -> Iterator[str]:
+    """A user name of its own, so the cache under /tmp (HTCondor's) starts empty; removed after."""
+    user = f"lfmtest-{uuid.uuid4().hex[:12]}"
+    yield user
+    shutil.rmtree(f"/tmp/lfm-cache-{user}", ignore_errors=True)
 
 
 @pytest.mark.parametrize(
@@ -99,13 +119,17 @@ def check_task(project: Path, i: int, cache_dir: str | None = None) -> Any:
     ],
 )
 def test_payload_maps_the_array_index_to_input_report_and_output(
-    project: Path, scheduler: str, index_env: str, first: int
+    project: Path, job_pack: JobPack, scheduler: str, index_env: str, first: int
 ) -> None:
     (script,) = write_script(project, scheduler)
+    hits = []
     for i in range(3):
         proc = run_payload(script, project, {index_env: str(i + first), "USER": "tester"})
         assert proc.returncode == 0, proc.stderr
-        check_task(project, i)
+        report = check_task(project, job_pack, i, project / "node-tmp" / "lfm-cache-tester")
+        hits.append(report["cache"]["hit"])
+    # unpacked once into this node's cache, then reused
+    assert hits == [False, True, True]
     # past the end of the input list: a clear failure, no report
     proc = run_payload(script, project, {index_env: str(3 + first), "USER": "tester"})
     assert proc.returncode == 2 and "no input line 4" in proc.stderr
@@ -145,41 +169,56 @@ def test_headers_request_what_was_asked(project: Path) -> None:
         assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
 
 
-def test_htcondor_shared_filesystem_wrapper(project: Path) -> None:
+def test_htcondor_shared_filesystem_wrapper(
+    project: Path, job_pack: JobPack, tmp_user: str
+) -> None:
     sub, wrapper = write_script(project, "htcondor")
     assert f"executable = {wrapper}" in sub.read_text()
+    hits = []
     for i in range(3):
-        proc = run_payload(wrapper, project, {"USER": "tester"}, str(i))
+        proc = run_payload(wrapper, project, {"USER": tmp_user}, str(i))
         assert proc.returncode == 0, proc.stderr
         # HTCondor points TMPDIR at the job's scratch dir: the cache goes to /tmp instead
-        check_task(project, i, cache_dir="/tmp/lfm-cache-tester")
+        report = check_task(project, job_pack, i, Path(f"/tmp/lfm-cache-{tmp_user}"))
+        hits.append(report["cache"]["hit"])
+    assert hits == [False, True, True]
 
 
-def test_htcondor_transfer_mode_runs_in_a_scratch_dir(project: Path) -> None:
+def test_htcondor_transfer_mode_runs_in_a_scratch_dir(
+    project: Path, job_pack: JobPack, tmp_user: str
+) -> None:
     sub, wrapper = write_script(project, "htcondor", "--transfer")
     text = sub.read_text()
     transfer = next(line for line in text.splitlines() if line.startswith("transfer_input_files"))
     files = [Path(f.strip()) for f in transfer.split("=", 1)[1].split(",")]
-    assert {f.name for f in files} == {"simulate-run", "simulate.tar.zst", "inputs.jsonl"}
+    assert {f.name for f in files} == {"simulate-run", job_pack.archive.name, "inputs.jsonl"}
     assert "transfer_output_files = reports, outputs" in text
     # what HTCondor does: copy the inputs into an empty scratch dir, run there with $(Process)
     scratch = project / "scratch"
     scratch.mkdir()
     for f in files:
         shutil.copy2(f, scratch / f.name)
+    shutil.rmtree(project / "dist")  # only the transferred copies exist now
     proc = run_payload(
-        wrapper, scratch, {"USER": "tester", "_CONDOR_SCRATCH_DIR": str(scratch)}, "1"
+        wrapper, scratch, {"USER": tmp_user, "_CONDOR_SCRATCH_DIR": str(scratch)}, "1"
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads((scratch / "outputs" / "simulate-1.json").read_text())
     assert out["value"] == 3
     report = json.loads((scratch / "reports" / "simulate-1.json").read_text())
-    # the launcher finds the transferred archive beside itself: no --archive
-    assert report["standin"]["argv"]["archive"] == ""
+    # the launcher found the transferred archive beside itself (no --archive in the wrapper)
+    assert "--archive" not in wrapper.read_text()
+    assert report["status"] == "ok" and report["env_key"] == job_pack.env_key
+    assert report["cache"] == {
+        "hit": False,
+        "dir": f"/tmp/lfm-cache-{tmp_user}",
+        "path": f"/tmp/lfm-cache-{tmp_user}/{job_pack.env_key}",
+    }
 
 
-def test_stage_from_copies_the_pack_to_the_shared_dir(project: Path) -> None:
+def test_stage_from_copies_the_pack_to_the_shared_dir(project: Path, job_pack: JobPack) -> None:
     shared = project / "shared"
+    archive = job_pack.archive.name
     proc = lfm(
         project,
         "submit",
@@ -192,10 +231,7 @@ def test_stage_from_copies_the_pack_to_the_shared_dir(project: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     script = Path(proc.stdout.strip())
     text = script.read_text()
-    assert (
-        f"--archive {shared}/simulate.tar.zst" in text
-        and f"LFM_LAUNCHER={shared}/simulate-run" in text
-    )
+    assert f"--archive {shared}/{archive}" in text and f"LFM_LAUNCHER={shared}/simulate-run" in text
     assert not shared.exists()  # a dry run copies nothing
     # not a dry run: the copies are made (then qsub is missing here: exit 4, one line)
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + ":/usr/bin:/bin")
@@ -210,15 +246,18 @@ def test_stage_from_copies_the_pack_to_the_shared_dir(project: Path) -> None:
     )
     assert proc.returncode == 4, proc.stderr
     assert "qsub not found" in proc.stderr and "Traceback" not in proc.stderr
-    assert (shared / "simulate.tar.zst").read_bytes() == b"stand-in archive"
+    assert (shared / archive).read_bytes() == job_pack.archive.read_bytes()
     assert os.access(shared / "simulate-run", os.X_OK)
+    # the node sees only the shared copies
+    shutil.rmtree(project / "dist")
     run = run_payload(script, project, {"PBS_ARRAY_INDEX": "2", "USER": "tester"})
     assert run.returncode == 0, run.stderr
     report = json.loads((project / "reports" / "simulate-2.json").read_text())
-    assert report["standin"]["argv"]["archive"] == str(shared / "simulate.tar.zst")
+    assert report["status"] == "ok" and report["env_key"] == job_pack.env_key
+    assert json.loads((project / "outputs" / "simulate-2.json").read_text())["value"] == 6
 
 
-def test_single_task_with_args_after_double_dash(project: Path) -> None:
+def test_single_task_with_args_after_double_dash(project: Path, job_pack: JobPack) -> None:
     proc = lfm(
         project,
         "submit",
@@ -235,6 +274,9 @@ def test_single_task_with_args_after_double_dash(project: Path) -> None:
     run = run_payload(script, project, {"USER": "tester"})
     assert run.returncode == 0, run.stderr
     assert json.loads((project / "outputs" / "simulate-0.json").read_text())["value"] == 14
+    report = json.loads((project / "reports" / "simulate-0.json").read_text())
+    assert report["status"] == "ok" and report["argv"] == ["7"]
+    assert report["limits"]["memory_bytes"] is None  # nothing requested, nothing enforced
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@
 Why a simulator: the claim that per-function first allocations (Tovar et al.) come close to an
 oracle and beat whole-node allocation several-fold must be measurable on this 2-core machine for
 thousands of tasks. The model is the one the policies assume: a task holds its allocation for
-its whole run; a task whose peak memory or cores exceed its allocation is killed at the end of
-its run (the waste counted in the policies' E(a)) and requeued at the front with a larger
-allocation (the category's max, else a whole node). Nodes are filled first-fit, pending tasks
+its whole run; a task whose peak memory or cores exceed its allocation is killed (at the end of
+its run, the waste counted in the policies' E(a), or when its memory crosses the limit: see
+`attempt_duration`), frees its allocation at once and is requeued at the front with a larger
+allocation (the category's max, else the exhausted resource at a node's whole amount: `escalate`). Nodes are filled first-fit, pending tasks
 are scanned in order and any task that fits starts (backfilling), as in Work Queue.
 
 Pure computation, deterministic for a given input: no clocks, no randomness, no I/O.
@@ -99,17 +100,43 @@ class Oracle:
 
 @dataclass
 class FixedGuess:
-    """The user's one guess for every task; a task that exceeds it is retried on a whole node."""
+    """The user's one guess for every task; a task that exceeds it is retried with the
+    exhausted resource raised to a whole node's amount (see `escalate`)."""
 
     guess: Request
     cluster: Cluster
     name: str = "fixed-guess"
 
     def request(self, task: SimTask, attempt: int, previous: Request | None) -> Request:
-        return self.guess if attempt == 0 else self.cluster.whole_node
+        if attempt == 0 or previous is None:
+            return self.guess
+        return escalate(task, previous, None, self.cluster)
 
     def observe(self, task: SimTask) -> None:
         return None
+
+
+def escalate(
+    task: SimTask, previous: Request, maximum: Request | None, cluster: Cluster
+) -> Request:
+    """The retry allocation after `previous` was exhausted.
+
+    As cctools does (`category_dynamic_task_max_resources` with the MAX label): every resource
+    goes to the category's max seen when that is larger. A resource that was exhausted and for
+    which the max is no larger goes to the node's whole amount; a resource that was *not*
+    exhausted is never raised to the whole node (a task killed for memory does not need all 16
+    cores, and asking for them would drain a node for nothing).
+    """
+    node = cluster.whole_node
+    m_mem = maximum.memory_bytes if maximum is not None else 0
+    m_cores = maximum.cores if maximum is not None else 0
+    mem = max(m_mem, previous.memory_bytes)
+    cores = max(m_cores, previous.cores)
+    if previous.memory_bytes < task.memory_bytes and mem <= previous.memory_bytes:
+        mem = node.memory_bytes
+    if previous.cores < task.cores and cores <= previous.cores:
+        cores = node.cores
+    return Request(mem, cores)
 
 
 @dataclass
@@ -124,12 +151,15 @@ class _CategoryState:
 class Learned:
     """A policy learned online per category, as Work Queue does it.
 
-    Until `learn_k` tasks of a category have completed its tasks run on whole nodes (or, with
-    warmup="max-seen", at the largest peak seen so far once one task has completed); then the
-    policy's first allocation is used and recomputed every `update_every` completions, and at
-    once when a completion raises the maximum. A task exceeding its first allocation is retried
-    at the category's max (once), and on a whole node if that is not larger than what failed or
-    fails too.
+    Until `learn_k` tasks of a category have completed its tasks run on whole nodes (cctools'
+    behaviour for a category without a guess: an unlabeled task gets a whole worker), or, with
+    warmup="guess", at the user's `guess` (cctools' `category_specify_first_allocation_guess`:
+    the guess is the first allocation until the policy has data), or, with warmup="max-seen",
+    at the largest peak seen so far once one task has completed. Then the policy's first
+    allocation is used and recomputed every `update_every` completions, and at once when a
+    completion raises the maximum. A task exceeding its first allocation is retried at the
+    category's max (`max_retries` times), then with the exhausted resource at a whole node's
+    amount (`escalate`).
     """
 
     policy: Policy
@@ -137,8 +167,9 @@ class Learned:
     learn_k: int = 25
     update_every: int = 25
     memory_bucket: int = 250 * MIB
-    warmup: Literal["whole-node", "max-seen"] = "whole-node"
+    warmup: Literal["whole-node", "max-seen", "guess"] = "whole-node"
     max_retries: int = 1
+    guess: Request | None = None  # warmup="guess": the user's first allocation
     prior: Sequence[SimTask] = ()  # runs measured before (a previous run's reports)
     name: str = ""
     _state: dict[str, _CategoryState] = field(default_factory=dict)
@@ -171,20 +202,25 @@ class Learned:
 
     def request(self, task: SimTask, attempt: int, previous: Request | None) -> Request:
         st = self._state.get(task.category)
-        if st is None or st.first is None:
+        first = st.first if st is not None else None
+        if first is None and self.warmup == "guess" and self.guess is not None:
+            first = self._clip(self.guess)
+        if first is None:
             return self.cluster.whole_node
         if attempt == 0:
-            return st.first
-        m = st.maximum
-        if attempt > self.max_retries or m is None or previous is None:
+            return first
+        if st is None:  # nothing learned yet: only the node's whole amount is larger
+            return escalate(task, previous or first, None, self.cluster)
+        if previous is None:
             return self.cluster.whole_node
-        exhausted_mem = previous.memory_bytes < task.memory_bytes
-        exhausted_cores = previous.cores < task.cores
-        if (exhausted_mem and m.memory_bytes <= previous.memory_bytes) or (
-            exhausted_cores and m.cores <= previous.cores
-        ):
-            return self.cluster.whole_node
-        return Request(max(m.memory_bytes, previous.memory_bytes), max(m.cores, previous.cores))
+        return escalate(
+            task, previous, None if attempt > self.max_retries else st.maximum, self.cluster
+        )
+
+    def learned_max(self, category: str) -> Request | None:
+        """The retry allocation learned so far for `category` (None before any sample)."""
+        st = self._state.get(category)
+        return st.maximum if st is not None else None
 
     def observe(self, task: SimTask) -> None:
         st = self._state.setdefault(task.category, _CategoryState())
