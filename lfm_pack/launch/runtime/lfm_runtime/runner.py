@@ -81,8 +81,12 @@ class Events:
         try:
             body = marshal.dumps(payload)
         except ValueError:
-            body = marshal.dumps({k: v if isinstance(v, (int, float, str, type(None))) else str(v)
-                                  for k, v in payload.items()})
+            body = marshal.dumps(
+                {
+                    k: v if isinstance(v, (int, float, str, type(None))) else str(v)
+                    for k, v in payload.items()
+                }
+            )
         data = len(body).to_bytes(4, "big") + body
         try:
             while data:
@@ -92,7 +96,13 @@ class Events:
             self.fd = -1
 
 
-_OURS = ("lfm_runtime.runner", "lfm_pack.launch.runtime.lfm_runtime.runner", "runpy")
+_OURS = (
+    "lfm_runtime.runner",
+    "lfm_runtime.serve",
+    "lfm_pack.launch.runtime.lfm_runtime.runner",
+    "lfm_pack.launch.runtime.lfm_runtime.serve",
+    "runpy",
+)
 
 
 def _error_info(exc: BaseException, phase: str) -> dict[str, Any]:
@@ -179,8 +189,11 @@ def run_target(spec: dict[str, Any], events_fd: int) -> int:
     runtime_dir = spec["runtime_dir"]
     target = spec["target"]
     app_dirs = [os.path.join(env_root, p) for p in spec.get("app_paths", [])]
+    # Compute the activated environment from the node's one *before* clearing, else the
+    # task loses HOME, SLURM_*, OMP_NUM_THREADS, TMPDIR... (only the env's own keys survive).
+    activated = activated_environ(env_root, app_dirs, runtime_dir, spec.get("base_env"))
     os.environ.clear()
-    os.environ.update(activated_environ(env_root, app_dirs, runtime_dir, spec.get("base_env")))
+    os.environ.update(activated)
     t0 = time.time()
     events.emit("start")
     if sys.flags.no_site:
