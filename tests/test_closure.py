@@ -102,8 +102,10 @@ def test_markers_for_the_target_310_not_the_host(tmp_path: Path) -> None:
 
 
 def test_extras_only_when_the_edge_asks(env311: EnvInfo) -> None:
-    direct, _ = closure(env311, "requests")
-    assert sorted(direct) == ["idna", "requests", "urllib3"]
+    index = load_index(env311)
+    resolved, _ = map_sites(sites("requests"), env311, index)
+    pkgs, _ = compute_closure(resolved, env311, index, installed_extras=False)
+    assert sorted(p.name for p in pkgs) == ["idna", "requests", "urllib3"]
     via, codes = closure(env311, "httpie")
     assert sorted(via) == ["PySocks", "httpie", "idna", "requests", "six", "urllib3"]
     assert via["PySocks"].required_by == ("requests",)
@@ -352,3 +354,14 @@ def test_channel_name(channel: str | None, name: str | None) -> None:
     from lfm_pack.analyze.closure import channel_name
 
     assert channel_name(channel) == name
+
+
+def test_a_fully_installed_extra_of_an_imported_dist_ships_as_optional(env311: EnvInfo) -> None:
+    """requests[socks] is installed (PySocks): requests may import it lazily, so it ships,
+    marked optional and attributed to the extra; extras of requirements are not followed."""
+    direct, codes = closure(env311, "requests")
+    assert sorted(direct) == ["PySocks", "idna", "requests", "urllib3"]
+    assert direct["PySocks"].optional is True
+    assert direct["PySocks"].required_by == ("requests[socks]",)
+    assert direct["idna"].optional is False
+    assert "extra-included" in codes

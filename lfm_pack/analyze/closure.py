@@ -52,8 +52,17 @@ class _Member:
     direct_optional: bool = True
     required_by: list[str] = field(default_factory=list)
     children: set[str] = field(default_factory=set)
+    soft_children: set[str] = field(default_factory=set)  # via an installed, unrequested extra
     extras_done: set[str] = field(default_factory=set)
     markers: list[str | None] = field(default_factory=list)  # one per incoming pip edge
+
+
+#: Extras that never serve the code at run time: never pulled in by `installed_extras`.
+_DEV_EXTRA = re.compile(
+    r"^(test|tests|testing|dev|develop|development|devel|doc|docs|documentation|lint|linting|"
+    r"typing|types|mypy|type-check|check|qa|style|format|all|complete|full|everything|build|"
+    r"benchmark|benchmarks|bench|release|ci|coverage|examples?|notebooks?)([-_.].*)?$"
+)
 
 
 def _eval_marker(marker: Marker, env: dict[str, str], extras: set[str]) -> bool:
@@ -132,8 +141,9 @@ def _parse_conda_dep(dep: str) -> tuple[str, str | None]:
 
 
 class _Closure:
-    def __init__(self, env: EnvInfo, index: DistIndex) -> None:
+    def __init__(self, env: EnvInfo, index: DistIndex, installed_extras: bool = True) -> None:
         self.env = env
+        self.installed_extras = installed_extras
         self.markers = env.markers_dict
         self.index = index
         self.members: dict[str, _Member] = {}
@@ -217,6 +227,67 @@ class _Closure:
                 )
             self._edge(m, child, _strip_extra(req.marker))
             self.queue.append((child.key, frozenset(req.extras)))
+        if self.installed_extras and m.direct and "" in extras:
+            self._installed_extra_edges(m)
+
+    def _installed_extra_edges(self, m: _Member) -> None:
+        """Follow extras nobody asked for whose requirements are *all* installed.
+
+        Installed metadata never records which extras were requested, and libraries import
+        their extras lazily by name (`pandas.Series.plot` -> matplotlib, `nx.draw` -> scipy via
+        `networkx[default]`): invisible to syntax, fatal on a bare node. An extra fully present
+        in the environment is the best evidence we have that the user installed it on purpose,
+        so its members join the closure as *optional* (never making anything required).
+        Only the extras of distributions the code imports directly are followed (not of their
+        requirements, nor transitively), and development extras (test, docs, lint, all, ...)
+        never are.
+        """
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        by_extra: dict[str, list[Requirement]] = {}
+        for raw in m.dist.requires:
+            if "extra" not in raw:
+                continue
+            try:
+                req = Requirement(raw)
+            except InvalidRequirement:
+                continue  # already reported by _pip_edges
+            if req.marker is None:
+                continue
+            for extra in _extras_named(str(req.marker)):
+                if _DEV_EXTRA.match(extra) or extra in m.extras_done:
+                    continue
+                if req.marker.evaluate({**self.markers, "extra": extra}):
+                    by_extra.setdefault(extra, []).append(req)
+        for extra, all_reqs in sorted(by_extra.items()):
+            # `pandas[feather]` may list `pandas[pyarrow]`: a self-reference adds nothing here.
+            reqs = [r for r in all_reqs if normalize(r.name) != m.dist.key]
+            children = [self.index.get(r.name) for r in reqs]
+            if not children or any(c is None for c in children):
+                continue
+            for req, child in zip(reqs, children, strict=True):
+                assert child is not None
+                known = child.key in self.members
+                hard = child.key in m.children
+                cm = self._edge(m, child, None)
+                if not hard:
+                    m.children.discard(child.key)
+                    m.soft_children.add(child.key)
+                label = f"{m.dist.name}[{extra}]"
+                if m.dist.name in cm.required_by:
+                    cm.required_by[cm.required_by.index(m.dist.name)] = label
+                if not known:
+                    self.queue.append((child.key, frozenset(req.extras)))
+            self.findings.append(
+                Finding(
+                    "extra-included",
+                    f"{m.dist.name}[{extra}] is fully installed; its members "
+                    f"({', '.join(sorted(c.name for c in children if c is not None))}) ship as "
+                    "optional because the library may import them lazily "
+                    "(pack --exclude NAME leaves one out)",
+                    severity="info",
+                )
+            )
 
     def _conda_edges(self, m: _Member) -> None:
         for raw in m.dist.requires:
@@ -280,6 +351,13 @@ class _Closure:
 _SUBDIRS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64", "noarch")
 
 
+_EXTRA_NAME = re.compile(r"""extra\s*==\s*(['"])([^'"]+)\1""")
+
+
+def _extras_named(marker: str) -> set[str]:
+    return {normalize(m.group(2)) for m in _EXTRA_NAME.finditer(marker)}
+
+
 def channel_name(channel: str | None) -> str | None:
     """conda-meta's channel (often a URL with the subdir) as a channel name for a spec.
 
@@ -318,18 +396,25 @@ def _requirement_line(d: Distribution, markers: Sequence[str | None]) -> str:
 
 
 def compute_closure(
-    resolved: Sequence[ResolvedImport], env: EnvInfo, index: DistIndex
+    resolved: Sequence[ResolvedImport],
+    env: EnvInfo,
+    index: DistIndex,
+    installed_extras: bool = True,
 ) -> tuple[tuple[Package, ...], tuple[Finding, ...]]:
-    """Direct third-party distributions plus their installed requirements, pinned."""
+    """Direct third-party distributions plus their installed requirements, pinned.
+
+    With `installed_extras`, extras whose requirements are all installed join as optional
+    members (see `_Closure._installed_extra_edges`).
+    """
     optional: dict[str, bool] = {}
     for r in resolved:
         if r.kind == "third-party" and r.distribution:
             optional[r.distribution] = optional.get(r.distribution, True) and r.site.optional
-    key = _cache_key(index, env, optional)
+    key = _cache_key(index, env, optional) + ("-x" if installed_extras else "")
     hit = _cache_load(key)
     if hit is not None:
         return hit
-    c = _Closure(env, index)
+    c = _Closure(env, index, installed_extras)
     for name in sorted(optional):
         c.add_direct(name, optional[name])
     c.run()
