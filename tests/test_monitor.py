@@ -146,10 +146,22 @@ def test_tree_that_keeps_forking_is_killed_entirely(tmp_path: Path) -> None:
     assert procs_with_token(token) == []
 
 
+def _has_grandchild(pid: int) -> bool:
+    """True once the monitored task (child of `pid`) has forked its own child."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return any(Path(f"/proc/{k}/task/{k}/children").read_text().split() for k in kids)
+    except OSError:
+        return False
+
+
 def test_sigterm_mid_run_still_writes_a_complete_report(tmp_path: Path) -> None:
     rep_path = tmp_path / "r.json"
     code = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\nelse:\n    time.sleep(60)"
     proc = subprocess.Popen([*monitor_cmd(rep_path), PY, "-c", code])
+    deadline = time.monotonic() + 30  # under load, interpreter start-up alone can take 0.5 s
+    while time.monotonic() < deadline and not _has_grandchild(proc.pid):
+        time.sleep(0.02)
     time.sleep(0.7)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 128 + signal.SIGTERM

@@ -160,6 +160,11 @@ def cmd_launch(argv: list[str]) -> int:
     p.add("--input-format", ("json", "pickle"), "json")
     p.add("--output")
     p.add("--output-format", ("json", "pickle"), "json")
+    p.add("--serve", "flag")
+    p.add("--spool")
+    p.add("--slots", "int", 1)
+    p.add("--report-dir")
+    p.add("--poll", "float", 0.05)
     _add_monitor_options(p)
     ns = p.parse(opts)
     if not ns.env:
@@ -232,6 +237,10 @@ def cmd_launch(argv: list[str]) -> int:
     if "wait1" in ts and "unpacked" in ts:
         timings["unpack_s"] = round(ts["unpacked"] - ts["wait1"], 6)
     started_at = ts.get("t0", t_main)
+    if ns.serve:
+        return _serve(ns, man, env_root, runtime_dir, target, mode, rest, timings, started_at)
+    if ns.spool or ns.report_dir or ns.slots != 1:
+        raise UsageError("--spool, --slots and --report-dir apply to --serve only")
     spec: dict[str, Any] = {
         "env_root": env_root,
         "runtime_dir": runtime_dir,
@@ -297,6 +306,52 @@ def cmd_launch(argv: list[str]) -> int:
     elif rep["status"] == "signal":
         _say(rep["error"]["message"])
     return int(rep["exit_code"])
+
+
+def _serve(
+    ns: Any,
+    man: dict[str, Any],
+    env_root: str,
+    runtime_dir: str,
+    target: dict[str, Any],
+    mode: str,
+    rest: list[str],
+    timings: dict[str, Any],
+    started_at: float,
+) -> int:
+    """Warm mode: check the options, then hand over to serve.py (see its docstring)."""
+    if mode != "function":
+        raise UsageError("--serve needs a function target (not a script or --exec)")
+    if rest or ns.input or ns.output:
+        raise UsageError("--serve reads its calls from stdin or --spool, not -- ARGS/--input")
+    if ns.report or ns.rmonitor:
+        raise UsageError("--serve writes one report per call: use --report-dir DIR")
+    if ns.slots < 1:
+        raise UsageError("--slots must be >= 1")
+    from .serve import serve
+
+    timings["server_setup_s"] = round(time.time() - started_at, 6)
+    return serve(
+        {
+            "env_root": env_root,
+            "runtime_dir": runtime_dir,
+            "target": target,
+            "app_paths": man.get("app_paths") or [],
+            "name": ns.name,
+            "env_key": man.get("env_key"),
+            "cache": {"hit": ns.cache_hit == "1", "path": env_root, "dir": ns.cache_dir},
+            "limits": _limits(ns),
+            "interval": ns.interval,
+            "kill_grace": ns.kill_grace,
+            "measure_disk": True if ns.measure_disk else None,
+            "slots": ns.slots,
+            "spool": os.path.abspath(ns.spool) if ns.spool else None,
+            "report_dir": ns.report_dir,
+            "poll": ns.poll,
+            "started_at": round(started_at, 3),
+            "server_timings": timings,
+        }
+    )
 
 
 def cmd_monitor(argv: list[str]) -> int:

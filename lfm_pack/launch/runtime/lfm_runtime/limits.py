@@ -135,9 +135,15 @@ def setup_cgroup(limits: Limits, tag: str) -> Cgroup | None:
     return Cgroup(path)
 
 
-def restrict_cores(cores: int) -> list[int]:
-    """Pin the calling process (and its future children) to `cores` of its allowed CPUs."""
+def restrict_cores(cores: int, offset: int = 0) -> list[int]:
+    """Pin the calling process (and its future children) to `cores` of its allowed CPUs.
+
+    `offset` rotates the choice, so concurrent warm-mode calls in different slots get
+    different CPUs instead of all sharing the first ones.
+    """
     allowed = sorted(os.sched_getaffinity(0))
-    chosen = allowed[: max(1, cores)]
+    n = max(1, min(cores, len(allowed)))
+    start = (offset * n) % len(allowed)
+    chosen = sorted((allowed + allowed)[start : start + n])
     os.sched_setaffinity(0, chosen)
     return chosen

@@ -38,13 +38,20 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signa
 TERMINATING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def _prctl(option: int, arg: int) -> bool:
-    """prctl(2) through ctypes; False when unavailable (non-glibc, seccomp)."""
-    try:
-        import ctypes
+_LIBC: list[Any] = []
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(option, arg, 0, 0, 0) == 0)
+
+def _prctl(option: int, arg: int) -> bool:
+    """prctl(2) through ctypes; False when unavailable (non-glibc, seccomp).
+
+    The libc handle is kept: a warm server's call monitors call this twice per call.
+    """
+    try:
+        if not _LIBC:
+            import ctypes
+
+            _LIBC.append(ctypes.CDLL(None, use_errno=True))
+        return bool(_LIBC[0].prctl(option, arg, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 
@@ -131,7 +138,9 @@ class Monitor:
         kill_grace: float = 5.0,
         measure_disk: bool | None = None,
         use_children_files: bool | None = None,
+        cpu_offset: int = 0,
     ) -> None:
+        self.cpu_offset = cpu_offset  # warm mode: slot k pins --cores to the k-th CPU block
         self.limits = limits if limits is not None else Limits()
         self.interval = interval
         self.workdir = workdir or os.getcwd()
@@ -166,7 +175,7 @@ class Monitor:
                     self.cgroup.add_self()
             if self.limits.cores is not None:
                 with contextlib.suppress(OSError):
-                    restrict_cores(self.limits.cores)
+                    restrict_cores(self.limits.cores, self.cpu_offset)
             return True
         os.close(w)
         self.pid = pid
