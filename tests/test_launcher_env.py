@@ -19,9 +19,17 @@ from lfm_pack.launch.devpack import DevPack, build_dev_pack
 
 JOB = """
 import os
+import subprocess
+import sys
 
 def env_of(*names):
     return {n: os.environ.get(n) for n in names}
+
+def child_python_with_same_flags():
+    # What loky, multiprocessing's resource tracker and many libraries do.
+    flags = subprocess._args_from_interpreter_flags()
+    proc = subprocess.run([sys.executable, *flags, "-c", "import job, sys; print(sys.flags.isolated)"])
+    return {"flags": flags, "rc": proc.returncode}
 """
 SCRIPT = """
 import json, os, sys
@@ -33,12 +41,14 @@ print(json.dumps({n: os.environ.get(n) for n in sys.argv[1:]}))
 def pack(tmp_path_factory: pytest.TempPathFactory) -> DevPack:
     targets = [
         {
-            "raw": "job.py:env_of",
+            "raw": f"job.py:{q}",
             "kind": "file",
             "module": "job",
             "app_path": ".lfm/app/0/job.py",
-            "qualname": "env_of",
-        },
+            "qualname": q,
+        }
+        for q in ("env_of", "child_python_with_same_flags")
+    ] + [
         {
             "raw": "script.py",
             "kind": "file",
@@ -98,3 +108,26 @@ def test_node_environment_reaches_the_task_but_node_python_settings_do_not(
     assert seen["HOME"] == os.environ.get("HOME")
     assert seen["PYTHONHOME"] is None  # the node's Python must not leak into the env
     assert "/node/site" not in (seen["PYTHONPATH"] or "")
+
+
+def test_python_children_started_with_the_same_flags_still_see_the_env(
+    pack: DevPack, tmp_path: Path
+) -> None:
+    """The task must not run under -I/-S: children inheriting them would lose PYTHONPATH."""
+    proc = subprocess.run(
+        [
+            str(pack.launcher),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--target",
+            "job.py:child_python_with_same_flags",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "-I" not in seen["flags"] and "-S" not in seen["flags"]
+    assert seen["rc"] == 0

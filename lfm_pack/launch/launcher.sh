@@ -19,7 +19,7 @@ LFM_PYTHON='@@PYTHON@@'
 LFM_CONDA_UNPACK='@@CONDA_UNPACK@@'
 LFM_TARGET='@@TARGET@@'
 LFM_ALLOW_ABS_LINKS='@@ALLOW_ABS_LINKS@@'
-LFM_BOOT='import sys;sys.path.insert(0,sys.argv[1]);from lfm_runtime.__main__ import main;sys.exit(main(sys.argv[2:]))'
+LFM_BOOT='import sys;sys.path[:]=[p for p in sys.path if p];sys.path.insert(0,sys.argv[1]);from lfm_runtime.__main__ import main;sys.exit(main(sys.argv[2:]))'
 
 EX_INFRA=83
 EX_PREFLIGHT=84
@@ -443,7 +443,17 @@ if ! lfm_complete; then
     fi
 fi
 
-exec "$LFM_PY" -I -S -c "$LFM_BOOT" "$LFM_ENV/.lfm/runtime" launch --env "$LFM_ENV" --name "$LFM_NAME" \
+# The monitor forks the task without exec, so the task inherits the monitor's interpreter
+# flags: with -I/-S, every `sys.executable` child started "with the same flags"
+# (loky's resource tracker, subprocess._args_from_interpreter_flags) would lose
+# site-packages. So the monitor runs with normal flags and isolation comes from the
+# environment instead: the node's Python settings are removed here, '' is dropped from
+# sys.path by LFM_BOOT, and the task's PYTHONPATH is set by the runtime.
+unset PYTHONHOME PYTHONPATH PYTHONSTARTUP PYTHONUSERBASE PYTHONEXECUTABLE PYTHONINSPECT \
+    PYTHONSAFEPATH PYTHONPLATLIBDIR
+PYTHONNOUSERSITE=1
+export PYTHONNOUSERSITE
+exec "$LFM_PY" -c "$LFM_BOOT" "$LFM_ENV/.lfm/runtime" launch --env "$LFM_ENV" --name "$LFM_NAME" \
     --cache-dir "$LFM_CACHE" --cache-hit "$LFM_HIT" --lock-fd "$LFM_LOCK_FD" \
     --timing "t0=$LFM_T0" --timing "wait0=$LFM_W0" --timing "wait1=$LFM_W1" \
     --timing "unpacked=$LFM_UNPACKED" --timing "exec=$(lfm_now)" "$@"
