@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ import pytest
 
 from lfm_pack.analyze import reach_cache
 from lfm_pack.analyze.environment import probe
-from lfm_pack.analyze.reach import reach, with_guard_env
+from lfm_pack.analyze.reach import reach, target_root, uses_relative_imports, with_guard_env
+from lfm_pack.analyze.reach_metadata import lookup_distribution
 from lfm_pack.analyze.targets import parse_target
 from lfm_pack.models import EnvInfo, ReachResult
 
@@ -275,3 +278,129 @@ def test_venv_inside_the_project_is_not_local(env: EnvInfo, cache: Path, tmp_pat
     assert {s.module for s in result.imports} == {"fakepkg"}
     assert set(result.local_files) == {str(proj / "job.py"), str(proj / "helper.py")}
     assert result.local_roots == (str(proj),)
+
+
+# ------------------------------------------------------------------ how the target is imported
+
+
+def _python_imports(
+    roots: tuple[str, ...], module: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Import `module` in a real, isolated interpreter with exactly `roots` first on sys.path
+    (what the runner does with the shipped app dirs) and call its main()."""
+    code = (
+        "import importlib, sys; sys.path[:0] = sys.argv[1:]; "
+        f"m = importlib.import_module({module!r}); print(m.__name__, m.main())"
+    )
+    return subprocess.run(
+        [sys.executable, "-I", "-c", code, *roots],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_script_style_sibling_import_follows_python(env: EnvInfo, cache: Path) -> None:
+    """`python pkg/job.py` puts pkg/ first on sys.path: `import helpers` is a sibling, and the
+    package's __init__ never runs. The analysis and a real interpreter must agree."""
+    case = FIXTURES / "script_siblings"
+    job = case / "pkg" / "job.py"
+    assert target_root(str(job)) == (str(case / "pkg"), "job", False)
+    ran = subprocess.run(
+        [sys.executable, "-E", "-s", str(job)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    result = reach([parse_target("pkg/job.py:main", env, str(case))], env)
+    assert result.local_roots == (str(case / "pkg"),)
+    imported = _python_imports(result.local_roots, "job", case)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.split()[0] == "job"
+
+
+def test_relative_imports_make_the_target_a_package_module(env: EnvInfo, cache: Path) -> None:
+    """A file with relative imports fails as a script; it is `pkg.job` from the package root,
+    and with the reported roots on sys.path (script dir first) a real import succeeds."""
+    case = FIXTURES / "package_siblings"
+    job = case / "pkg" / "job.py"
+    assert uses_relative_imports(str(job))
+    assert target_root(str(job)) == (str(case), "pkg.job", False)
+    assert target_root(str(job), relative=False) == (str(case / "pkg"), "job", False)
+    as_script = subprocess.run(
+        [sys.executable, "-E", "-s", str(job)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "relative import" in as_script.stderr
+    result = reach([parse_target("pkg/job.py:main", env, str(case))], env)
+    assert result.local_roots == (str(case / "pkg"), str(case))
+    imported = _python_imports(result.local_roots, "pkg.job", case)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.split()[0] == "pkg.job"
+
+
+def test_relative_detection_ignores_strings_and_comments(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text('# from . import x\nS = "from . import y"\nfrom os import path\n')
+    assert not uses_relative_imports(str(src))
+    src.write_text("import importlib\nm = importlib.import_module('.x', __package__)\n")
+    assert uses_relative_imports(str(src))
+    src.write_text("if True:\n    from ...a import b\n")
+    assert uses_relative_imports(str(src))
+    src.write_bytes(b"\xff\xfe not python")
+    assert not uses_relative_imports(str(src))
+
+
+# ------------------------------------------------------------------ hard case 18: metadata lookups
+
+
+def test_metadata_lookups_name_the_distribution(env: EnvInfo, cache: Path) -> None:
+    """Reached `importlib.metadata.version("x")` & co. need x's dist-info: one finding per
+    call naming x (a requirement string gives its name); a non-literal name is a finding
+    without a name; an unreached function's lookup is not reported."""
+    case = FIXTURES / "metadata_lookup"
+    result = reach([parse_target("job.py:main", env, str(case))], env)
+    lookups = [f for f in result.findings if f.code == "metadata-lookup"]
+    assert all(f.severity == "warning" for f in lookups)
+    names = [lookup_distribution(f.message) for f in lookups]
+    assert sorted(n for n in names if n) == ["PyYAML", "numpy", "requests", "scipy", "setuptools"]
+    assert names.count(None) == 1
+    assert "torch" not in " ".join(f.message for f in result.findings)
+
+
+@pytest.mark.parametrize(
+    ("src", "name"),
+    [
+        ("import importlib_metadata\nimportlib_metadata.version('attrs')\n", "attrs"),
+        ("from importlib import metadata\nmetadata.files('attrs')\n", "attrs"),
+        ("from importlib.metadata import requires\nrequires('attrs')\n", "attrs"),
+        (
+            "import pkg_resources\npkg_resources.require('attrs[extra]>=1; python_version>\"3\"')\n",
+            "attrs",
+        ),
+        (
+            "from pkg_resources import get_distribution as g\ng(dist='zope.interface')\n",
+            "zope.interface",
+        ),
+        ("import importlib.metadata as m\nm.version(f'{x}')\n", None),
+        ("def version(x):\n    return x\nversion('not-a-lookup')\n", "<none>"),
+    ],
+)
+def test_metadata_lookup_forms(src: str, name: str | None) -> None:
+    from lfm_pack.analyze.reach_summary import GuardEnv
+    from lfm_pack.analyze.reach_units import summarize
+
+    summary = summarize(src, GuardEnv.from_markers((3, 11, 0), {}))
+    found = [f for u in summary.units for f in u.findings if f.code == "metadata-lookup"]
+    if name == "<none>":
+        assert found == []
+        return
+    assert len(found) == 1
+    assert lookup_distribution(found[0].message) == name

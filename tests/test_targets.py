@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.machinery
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,9 +120,16 @@ def test_pep263_cookie_and_bom_are_honoured(env: EnvInfo, tmp_path: Path) -> Non
 
 
 def test_newer_grammar_than_the_host_is_accepted(env: EnvInfo, tmp_path: Path) -> None:
-    """`type X = int` (3.12) parses with libcst even when the host's ast cannot."""
+    """`type X = int` (3.12) parses with libcst for a 3.12 target even when the host's ast
+    cannot; for a target as old as the host, the host's SyntaxError is the verdict."""
+    from lfm_pack.analyze.reach import with_guard_env
+
     (tmp_path / "new.py").write_text("type Alias = int\n\ndef f():\n    return 1\n")
-    assert parse_target("new.py:f", env, str(tmp_path)).qualname == "f"
+    newer = with_guard_env(env, (sys.version_info[0], sys.version_info[1] + 1, 0))
+    assert parse_target("new.py:f", newer, str(tmp_path)).qualname == "f"
+    if sys.version_info < (3, 12):
+        with pytest.raises(TargetError, match=r"new\.py:1: syntax error"):
+            parse_target("new.py:f", env, str(tmp_path))
 
 
 # ------------------------------------------------------------------ error paths

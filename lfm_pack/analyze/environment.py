@@ -87,6 +87,49 @@ print(json.dumps({
 """
 
 PROBE_TIMEOUT_S = 60.0
+PROBE_MAX_OUTPUT = 16 << 20  # the real probe prints ~30 KB; `--python /usr/bin/yes` must not OOM
+
+
+class _TooMuchOutput(Exception):
+    """The probed program wrote more than PROBE_MAX_OUTPUT bytes (it is not the probe)."""
+
+
+def _run_bounded(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` with stdin closed, a deadline and a cap on its output.
+
+    `subprocess.run(capture_output=True)` buffers without limit, so pointing --python at a
+    program that prints forever (`yes`) would eat memory until the timeout. Output goes to
+    anonymous temp files whose size is polled; the child is killed past the cap or deadline.
+    """
+    import tempfile
+    import time
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errf:
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=errf, env=env)
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        poll = 0.002  # grows to 50 ms: a real probe (~40 ms) is not slowed down
+        try:
+            while True:
+                try:
+                    child.wait(timeout=poll)
+                    break
+                except subprocess.TimeoutExpired:
+                    poll = min(poll * 2, 0.05)
+                if os.fstat(out.fileno()).st_size + os.fstat(errf.fileno()).st_size > (
+                    PROBE_MAX_OUTPUT
+                ):
+                    raise _TooMuchOutput()
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(cmd, PROBE_TIMEOUT_S)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        out.seek(0)
+        errf.seek(0)
+        stdout = out.read(PROBE_MAX_OUTPUT).decode("utf-8", "replace")
+        stderr = errf.read(PROBE_MAX_OUTPUT).decode("utf-8", "replace")
+    return subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
 
 
 def _interpreter_in(prefix: Path) -> Path | None:
@@ -128,7 +171,7 @@ def choose_interpreter(python: str | None, prefix: str | None) -> str:
                 f"--prefix {prefix} is not a Python environment (no bin/python3 or bin/python)",
                 hint="pass the root of a venv or conda environment, or use --python PATH",
             )
-        return str(found)
+        return str(found.absolute())
     if python:
         path = Path(python).expanduser()
         if not path.exists():
@@ -142,8 +185,10 @@ def choose_interpreter(python: str | None, prefix: str | None) -> str:
                     f"--python {python} is a directory, not an interpreter",
                     hint="use --prefix for environment directories",
                 )
-            return str(found)
-        return str(path)
+            return str(found.absolute())
+        # absolute(), not resolve(): a venv's bin/python symlink must keep its own path (its
+        # sys.prefix depends on it); and never a bare name, which exec would look up on $PATH.
+        return str(path.absolute())
     return default_interpreter()
 
 
@@ -222,14 +267,7 @@ def probe(python: str | None = None, prefix: str | None = None) -> EnvInfo:
     exe = choose_interpreter(python, prefix)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     try:
-        proc = subprocess.run(
-            [exe, "-I", "-c", _PROBE],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-            env=env,
-            check=False,
-        )
+        proc = _run_bounded([exe, "-I", "-c", _PROBE], env)
     except PermissionError as exc:
         raise EnvironmentProbeError(
             f"{exe} is not executable ({exc.strerror})", hint="check the path and its mode"
@@ -244,6 +282,12 @@ def probe(python: str | None = None, prefix: str | None = None) -> EnvInfo:
             f"{exe} did not answer the probe within {PROBE_TIMEOUT_S:.0f} s",
             hint="is it a Python interpreter?",
         ) from exc
+    except _TooMuchOutput as exc:
+        raise EnvironmentProbeError(
+            f"{exe} is not a Python interpreter: it wrote more than "
+            f"{PROBE_MAX_OUTPUT >> 20} MiB in answer to the probe",
+            hint="pass a CPython interpreter with --python or an environment with --prefix",
+        ) from exc
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise EnvironmentProbeError(
@@ -252,14 +296,16 @@ def probe(python: str | None = None, prefix: str | None = None) -> EnvInfo:
         )
     try:
         data = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as exc:
+        version = [int(x) for x in data["version"][:3]]
+        if version[:2] < [3, 8]:
+            raise EnvironmentProbeError(
+                f"{exe} is Python {'.'.join(map(str, version))}; lfm-pack supports 3.8+ targets",
+                hint="use a newer interpreter for the target environment",
+            )
+        return from_probe_json(data)
+    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        # Anything that is not the probe's own JSON (a wrapper script printing something else).
         raise EnvironmentProbeError(
             f"{exe} is not a Python interpreter lfm-pack understands (unexpected probe output)",
             hint="pass a CPython interpreter",
         ) from exc
-    if data["version"][:2] < [3, 8]:
-        raise EnvironmentProbeError(
-            f"{exe} is Python {'.'.join(map(str, data['version']))}; lfm-pack supports 3.8+ targets",
-            hint="use a newer interpreter for the target environment",
-        )
-    return from_probe_json(data)

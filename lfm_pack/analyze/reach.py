@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from lfm_pack.analyze.modpath import ModuleLocation, find_module
 from lfm_pack.analyze.reach_cache import summarize_cached
+from lfm_pack.analyze.reach_metadata import METADATA_LOOKUP
 from lfm_pack.analyze.reach_summary import (
     MAIN_UNIT,
     MODULE_UNIT,
@@ -38,7 +39,7 @@ from lfm_pack.analyze.reach_summary import (
     Ref,
     Unit,
 )
-from lfm_pack.analyze.targets import decode_source
+from lfm_pack.analyze.targets import read_source_bytes
 from lfm_pack.errors import TargetError
 from lfm_pack.models import (
     EnvInfo,
@@ -89,8 +90,41 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
-def target_root(path: str) -> tuple[str, str, bool]:
-    """(root, dotted module name, is_package) for a file: climb while dirs have __init__.py."""
+def uses_relative_imports(path: str) -> bool:
+    """True when the file has a `from .x import y` statement or reads `__package__`.
+
+    Such a file only works as part of its package (`python pkg/job.py` would fail with
+    "attempted relative import with no known parent package"), so it must be imported as
+    `pkg.job`. Scanned with `tokenize` (flat, no recursion, no libcst), so it is cheap, cannot
+    overflow the stack on deeply nested code and gives the pack the same answer as `reach`.
+    An unreadable or untokenizable file counts as not relative: `reach` reports it anyway.
+    """
+    import tokenize
+
+    try:
+        with open(path, "rb") as fh:
+            tokens = tokenize.tokenize(fh.readline)
+            prev: tokenize.TokenInfo | None = None
+            for tok in tokens:
+                if tok.type == tokenize.NAME and tok.string == "__package__":
+                    return True  # importlib.import_module(".x", __package__) and friends
+                if (
+                    prev is not None
+                    and prev.type == tokenize.NAME
+                    and prev.string == "from"
+                    and tok.type == tokenize.OP
+                    and tok.string in (".", "...")
+                ):
+                    return True
+                if tok.type not in (tokenize.NL, tokenize.COMMENT):
+                    prev = tok
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return False
+    return False
+
+
+def _package_root(path: str) -> tuple[str, str, bool]:
+    """(root, dotted name, is_package): climb while the directories have an __init__.py."""
     directory, base = os.path.split(os.path.abspath(path))
     stem = base[:-3] if base.endswith(".py") else base
     is_package = stem == "__init__"
@@ -102,6 +136,30 @@ def target_root(path: str) -> tuple[str, str, bool]:
         parts.insert(0, os.path.basename(directory))
         directory = os.path.dirname(directory)
     return directory, ".".join(parts), is_package
+
+
+def target_root(path: str, relative: bool | None = None) -> tuple[str, str, bool]:
+    """(root, dotted module name, is_package) a *file* target is imported as, like Python.
+
+    `python pkg/job.py` puts `pkg/` itself first on sys.path and runs the file as a top-level
+    module, so a plain `import helpers` next to it works: by default a file is `job` from its
+    own directory. A file that uses relative imports only works inside its package, so it is
+    `pkg.job` from the first parent directory without `__init__.py`; so is a package's
+    `__init__.py` (a directory target). `relative` overrides the detection (None = read the
+    file with `uses_relative_imports`). The pack and the runner must use this same answer:
+    the shipped target is imported as the returned name with the returned root on sys.path.
+    """
+    directory, base = os.path.split(os.path.abspath(path))
+    if base == "__init__.py":
+        return _package_root(path)
+    if relative is None:
+        relative = os.path.isfile(os.path.join(directory, "__init__.py")) and (
+            uses_relative_imports(path)
+        )
+    if relative:
+        return _package_root(path)
+    stem = base[:-3] if base.endswith(".py") else base
+    return directory, stem, False
 
 
 def src_root(start: str) -> str | None:
@@ -136,7 +194,7 @@ class _Walker:
         self.resolved: set[tuple[str, str, tuple[str, ...]]] = set()
         self.whole: set[str] = set()
         self.sites: dict[tuple[str, str, int, int, bool], ImportSite] = {}
-        self.findings: dict[tuple[str, str, int], Finding] = {}
+        self.findings: dict[tuple[str, str, int, str], Finding] = {}
         self.shadow_checked: set[str] = set()
 
     # ------------------------------------------------------------ module lookup
@@ -187,9 +245,8 @@ class _Walker:
         summary: FileSummary | None = None
         if path is not None and path.endswith(".py"):
             try:
-                with open(path, "rb") as fh:
-                    data = fh.read()
-                text = decode_source(data, path)
+                # Size, regular file, encoding: the same rules as for a target.
+                data, text = read_source_bytes(path)
             except (OSError, TargetError) as exc:
                 msg = exc.message if isinstance(exc, TargetError) else str(exc)
                 self.finding("unreadable-local", f"cannot read local module {name}: {msg}", path, 1)
@@ -250,7 +307,7 @@ class _Walker:
     def finding(
         self, code: str, message: str, path: str, line: int, severity: Severity = "warning"
     ) -> None:
-        k = (code, path, line)
+        k = (code, path, line, message)  # two lookups on one line are two findings
         if k not in self.findings:
             self.findings[k] = Finding(code, message, Location(path, line), severity)
 
@@ -345,7 +402,9 @@ class _Walker:
         for h in unit.hints:
             self.site(h.module, mod, h.line, h.column, key, hint=h.hint)
         for f in unit.findings:
-            self.finding(f.code, f.message, mod.path, f.line, "info")
+            # A metadata lookup fails at run time unless its dist-info ships: worth a warning.
+            severity: Severity = "warning" if f.code == METADATA_LOOKUP else "info"
+            self.finding(f.code, f.message, mod.path, f.line, severity)
 
     # ------------------------------------------------------------ imports
     def absolute(self, mod: _Module, level: int, module: str, line: int) -> str | None:
@@ -598,8 +657,14 @@ class _Walker:
         return sorted(out, key=lambda p: (p.path, p.line))
 
 
-def _roots_for(spec: TargetSpec, env: EnvInfo) -> tuple[list[str], str, str, bool]:
-    """(local roots, dotted name, root of the target, is_package) for one target."""
+def _roots_for(spec: TargetSpec) -> tuple[list[str], str, str, bool]:
+    """(local roots in sys.path order, dotted name, root of the target, is_package).
+
+    A file target's own directory comes first (sys.path[0] of `python path/job.py`), then the
+    package root it is importable from when it lives in a package (so `from pkg import x`
+    and relative imports resolve too), then a project's `src/`. A module target is located
+    from its package root only, as `python -m pkg.mod` / `import pkg.mod` would.
+    """
     if spec.kind == "module" and spec.module is not None:
         # The root is the path minus the dotted name (pkg/__init__.py counts one more level).
         is_pkg = os.path.basename(spec.path) == "__init__.py"
@@ -610,7 +675,11 @@ def _roots_for(spec: TargetSpec, env: EnvInfo) -> tuple[list[str], str, str, boo
         name = spec.module
     else:
         root, name, is_pkg = target_root(spec.path)
-        roots = [root]
+        script_dir = os.path.dirname(os.path.abspath(spec.path))
+        package_root = _package_root(spec.path)[0]
+        roots = list(dict.fromkeys([script_dir, root, package_root]))
+        if is_pkg:  # a package's __init__ is never run as a script: no script dir
+            roots = [root]
     src = src_root(os.path.dirname(spec.path))
     if src is not None and src not in roots:
         roots.append(src)
@@ -631,12 +700,19 @@ def reach(targets: Sequence[TargetSpec], env: EnvInfo) -> ReachResult:
         if spec.kind == "module" and _in_env(spec.path, env):
             installed.append(spec)
             continue
-        spec_roots, name, root, is_pkg = _roots_for(spec, env)
+        spec_roots, name, root, is_pkg = _roots_for(spec)
         roots.extend(spec_roots)
         plans.append((spec, name, root, is_pkg))
     walker = _Walker(env, roots)
     for spec, name, root, is_pkg in plans:
         mod = walker.register(name, spec.path, root, is_pkg)
+        if mod.summary is not None and mod.summary.syntax_error is not None:
+            # parse_target accepted it, but the analysis could not (over a parse_guard limit).
+            line, msg = mod.summary.syntax_error
+            raise TargetError(
+                f"{spec.path}:{line}: cannot analyse: {msg}",
+                hint="simplify the deeply nested code, or target another module",
+            )
         start: list[str]
         if spec.qualname is None:
             start = [MODULE_UNIT, MAIN_UNIT]
@@ -678,8 +754,19 @@ def reach(targets: Sequence[TargetSpec], env: EnvInfo) -> ReachResult:
             )
     shipped = walker.shipped()
     local_files = sorted({m.path for m in shipped if m.path is not None})
-    used_roots = [r for r in walker.roots if any(_under(f, r) for f in local_files)]
-    findings = sorted(walker.findings.values(), key=lambda f: (f.code, str(f.location)))
+    # A root is listed when a shipped module was found from it: the script dir and the
+    # package root nest, so "a shipped file lies under it" would list both every time.
+    found_from = {m.root for m in shipped}
+    used_roots = [r for r in walker.roots if r in found_from]
+    findings = sorted(
+        walker.findings.values(),
+        key=lambda f: (
+            f.code,
+            f.location.path if f.location else "",
+            f.location.line if f.location else 0,
+            f.message,
+        ),
+    )
     return ReachResult(
         imports=tuple(sites),
         local_files=tuple(local_files),

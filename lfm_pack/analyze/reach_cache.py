@@ -37,7 +37,14 @@ def _summariser_digest() -> str:
     (a forgotten SUMMARY_VERSION bump must not serve stale graphs)."""
     h = hashlib.sha256()
     here = Path(__file__).parent
-    for name in ("reach_units.py", "reach_guards.py", "reach_hints.py", "reach_summary.py"):
+    for name in (
+        "reach_units.py",
+        "reach_guards.py",
+        "reach_hints.py",
+        "reach_summary.py",
+        "parse_guard.py",
+        "reach_metadata.py",
+    ):
         with contextlib.suppress(OSError):
             h.update((here / name).read_bytes())
     return h.hexdigest()[:16]

@@ -31,6 +31,7 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
+from lfm_pack.analyze.parse_guard import gate, run_deep
 from lfm_pack.analyze.reach_guards import (
     catches_import_error,
     dotted,
@@ -39,6 +40,13 @@ from lfm_pack.analyze.reach_guards import (
     suppresses_import_error,
 )
 from lfm_pack.analyze.reach_hints import hints_for_call
+from lfm_pack.analyze.reach_metadata import (
+    METADATA_FUNCS,
+    METADATA_KEYWORDS,
+    METADATA_LOOKUP,
+    distribution_name,
+    metadata_lookup_message,
+)
 from lfm_pack.analyze.reach_summary import (
     MAIN_UNIT,
     MODULE_UNIT,
@@ -419,11 +427,28 @@ class _Summarizer(cst.CSTVisitor):
         line, col = self.line(node)
         if quals & _DYNAMIC_FUNCS:
             self._dynamic(node, line, col, "importlib.import_module" in quals)
+        lookup = quals & METADATA_FUNCS
+        if lookup:
+            self._metadata_lookup(node, min(lookup), line)
         first = _string(node.args[0].value) if node.args else None
         method = node.func.attr.value if isinstance(node.func, cst.Attribute) else None
         for h in hints_for_call(quals, method, first):
             self.unit.hints.append(Hint(h.module, h.hint, line, col))
         return True
+
+    def _metadata_lookup(self, node: cst.Call, func: str, line: int) -> None:
+        """`importlib.metadata.version("pkg")` & co.: a finding naming the distribution."""
+        arg: cst.BaseExpression | None = None
+        for a in node.args:
+            if a.keyword is not None and a.keyword.value in METADATA_KEYWORDS:
+                arg = a.value
+        positional = [a for a in node.args if a.keyword is None and not a.star]
+        if arg is None and positional:
+            arg = positional[0].value
+        name = distribution_name(_string(arg) if arg is not None else None)
+        self.unit.findings.append(
+            UnitFinding(METADATA_LOOKUP, metadata_lookup_message(func, name, self.code(node)), line)
+        )
 
     def _dynamic(self, node: cst.Call, line: int, col: int, import_module: bool) -> None:
         name_arg: cst.BaseExpression | None = None
@@ -491,9 +516,27 @@ class _Summarizer(cst.CSTVisitor):
 
 
 def summarize(source: str, genv: GuardEnv) -> FileSummary:
-    """Parse once and summarise; a file that does not parse yields an empty summary + error."""
+    """Parse once and summarise; a file that does not parse yields an empty summary + error.
+
+    CPython's parser vets the source first and libcst runs on a big stack (parse_guard.py):
+    hostile nesting becomes a syntax error here instead of a segfault or RecursionError.
+    """
+    error, _ = gate(source, genv.version)
+    if error is not None:
+        return FileSummary((Unit(MODULE_UNIT, 1),), (), (), (), error)
+    try:
+        return run_deep(lambda: _summarize(source, genv))
+    except (RecursionError, MemoryError):
+        return FileSummary(
+            (Unit(MODULE_UNIT, 1),), (), (), (), (1, "too deeply nested for lfm-pack to analyse")
+        )
+
+
+def _summarize(source: str, genv: GuardEnv) -> FileSummary:
     try:
         module = cst.parse_module(source)
+    except (RecursionError, MemoryError):
+        raise
     except Exception as exc:  # ParserSyntaxError, or a tokenizer error on odd input
         line, msg = _syntax_error(source, exc)
         return FileSummary((Unit(MODULE_UNIT, 1),), (), (), (), (line, msg))
@@ -527,13 +570,16 @@ def _has_future_annotations(body: Sequence[cst.BaseStatement]) -> bool:
 def _syntax_error(source: str, exc: Exception) -> tuple[int, str]:
     """CPython's own line and message when it agrees the file is broken (more precise)."""
     import ast
+    import warnings
 
     try:
-        ast.parse(source)
+        with warnings.catch_warnings():  # the user's code's warnings are not our output
+            warnings.simplefilter("ignore")
+            ast.parse(source)
     except SyntaxError as err:
         return err.lineno or 1, err.msg
-    except ValueError as err:
-        return 1, str(err)
+    except (ValueError, RecursionError, MemoryError) as err:
+        return 1, str(err) or type(err).__name__
     if isinstance(exc, cst.ParserSyntaxError):
         return exc.raw_line, exc.message
     return 1, str(exc)

@@ -10,23 +10,41 @@ environment's path with `modpath.find_module`, never imported.
 from __future__ import annotations
 
 import ast
+import codecs
 import difflib
 import io
 import os
 import re
+import stat
 import tokenize
 from dataclasses import dataclass
 from typing import Literal
 
 from lfm_pack.analyze.modpath import find_module
+from lfm_pack.analyze.parse_guard import MAX_SOURCE_BYTES, gate, run_deep, too_large
 from lfm_pack.errors import TargetError
 from lfm_pack.models import EnvInfo, TargetSpec
 
+# CPython refuses these too ("source code cannot contain null bytes"); say what they are.
+# UTF-32 first: its little-endian BOM starts with UTF-16's.
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def decode_source(data: bytes, path: str) -> str:
     """Decode Python source like the interpreter: BOM, PEP 263 cookie, else UTF-8."""
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            raise TargetError(
+                f"{path}: source is {name}-encoded; Python reads source as UTF-8 or an "
+                "ASCII-compatible encoding named by a PEP 263 coding line",
+                hint=f"convert it, e.g. iconv -f {name} -t UTF-8",
+            )
     if b"\x00" in data:
         raise TargetError(
             f"{path}: source contains a null byte",
@@ -51,14 +69,39 @@ def decode_source(data: bytes, path: str) -> str:
 
 def read_source(path: str) -> str:
     """Read and decode one source file, raising TargetError for every user-visible failure."""
+    return read_source_bytes(path)[1]
+
+
+def read_source_bytes(path: str) -> tuple[bytes, str]:
+    """(raw bytes, decoded text) of one source file; TargetError for every failure.
+
+    Files over parse_guard.MAX_SOURCE_BYTES are refused before they are read (a 20 MB
+    generated file would take minutes in libcst), and so is anything but a regular file:
+    opening a FIFO blocks forever and /dev/zero never ends.
+    """
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise TargetError(
+                f"{path}: not a regular file",
+                hint="point the target at a Python source file (not a pipe or a device)",
+            )
+        reason = too_large(info.st_size)
+        if reason is not None:
+            raise TargetError(
+                f"{path}: {reason}",
+                hint="target a smaller module; very large generated files cannot be "
+                "analysed per function",
+            )
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_SOURCE_BYTES + 1)  # the file may grow after the stat
+        if len(data) > MAX_SOURCE_BYTES:
+            raise TargetError(f"{path}: {too_large(len(data))}", hint="target a smaller module")
     except OSError as exc:
         raise TargetError(
             f"{path}: cannot read: {exc.strerror}", hint="check the file's permissions"
         ) from None
-    return decode_source(data, path)
+    return data, decode_source(data, path)
 
 
 @dataclass(frozen=True)
@@ -91,26 +134,32 @@ def _collect_defs(tree: ast.Module) -> _Defs:
     return _Defs(frozenset(functions), frozenset(classes))
 
 
-def _parse(text: str, path: str) -> ast.Module | None:
-    """The module's AST, or None when only libcst (a newer grammar than the host's) parses it."""
-    try:
-        return ast.parse(text, filename=path)
-    except SyntaxError as exc:
-        ast_error = exc
-    except ValueError as exc:  # e.g. source still containing a null byte
-        raise TargetError(f"{path}: cannot parse: {exc}", hint="fix the source file") from None
-    # The host's grammar may be older than the target's: accept what libcst can parse.
-    import libcst
+def _parse(text: str, path: str, version: tuple[int, int, int]) -> ast.Module | None:
+    """The module's AST, or None when only libcst (a newer grammar than the host's) parses it.
 
-    try:
-        libcst.parse_module(text)
-    except Exception:
-        line = ast_error.lineno or 0
-        raise TargetError(
-            f"{path}:{line}: syntax error: {ast_error.msg}",
-            hint="fix the syntax error (lfm-pack only reads the file, it never runs it)",
-        ) from None
-    return None
+    parse_guard.gate decides whether libcst may even be tried: handing it source CPython
+    rejected for its nesting would crash the process (see parse_guard's docstring).
+    """
+    error, tree = gate(text, version)
+    if error is None and tree is not None:
+        return tree
+    if error is None:  # the host's grammar may be older than the target's
+        import libcst
+
+        try:
+            run_deep(lambda: libcst.parse_module(text))
+        except Exception as exc:
+            msg = getattr(exc, "message", None) or str(exc).splitlines()[0]
+            line = getattr(exc, "raw_line", 0)
+            error = (line, msg)
+        else:
+            return None
+    line, msg = error
+    what = "" if tree is not None else "syntax error: "  # a tree: parsed, but over a limit
+    raise TargetError(
+        f"{path}:{line}: {what}{msg}",
+        hint="fix the syntax error (lfm-pack only reads the file, it never runs it)",
+    )
 
 
 def _check_qualname(tree: ast.Module, path: str, qualname: str) -> None:
@@ -194,7 +243,7 @@ def parse_target(raw: str, env: EnvInfo, cwd: str) -> TargetSpec:
         kind = "module"
         module = location
     text = read_source(path)
-    tree = _parse(text, path)
+    tree = _parse(text, path, env.version)
     if qualname is not None and tree is not None:
         _check_qualname(tree, path, qualname)
     return TargetSpec(raw=raw, kind=kind, path=path, module=module, qualname=qualname)
