@@ -400,16 +400,23 @@ def compute_closure(
     env: EnvInfo,
     index: DistIndex,
     installed_extras: bool = True,
+    metadata_lookups: Sequence[str] = (),
 ) -> tuple[tuple[Package, ...], tuple[Finding, ...]]:
     """Direct third-party distributions plus their installed requirements, pinned.
 
     With `installed_extras`, extras whose requirements are all installed join as optional
-    members (see `_Closure._installed_extra_edges`).
+    members (see `_Closure._installed_extra_edges`). `metadata_lookups` names distributions
+    whose metadata reached code reads (`importlib.metadata.version("x")`): their dist-info must
+    ship, so they join as direct members even when nothing imports them.
     """
     optional: dict[str, bool] = {}
     for r in resolved:
         if r.kind == "third-party" and r.distribution:
             optional[r.distribution] = optional.get(r.distribution, True) and r.site.optional
+    for name in metadata_lookups:
+        dist = index.get(name)
+        if dist is not None:
+            optional[dist.key] = False
     key = _cache_key(index, env, optional) + ("-x" if installed_extras else "")
     hit = _cache_load(key)
     if hit is not None:

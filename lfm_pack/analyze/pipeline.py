@@ -15,6 +15,7 @@ from lfm_pack.analyze.distributions import load_index
 from lfm_pack.analyze.environment import probe
 from lfm_pack.analyze.mapping import map_imports
 from lfm_pack.analyze.reach import reach
+from lfm_pack.analyze.reach_metadata import lookup_distribution
 from lfm_pack.analyze.targets import parse_target
 from lfm_pack.errors import TargetError
 from lfm_pack.models import Analysis, EnvInfo, Finding
@@ -33,7 +34,12 @@ def analyze_in(raw_targets: Sequence[str], env: EnvInfo, cwd: str | None = None)
     reached = reach(specs, env)
     index = load_index(env)
     resolved, map_findings = map_imports(reached, env, index)
-    packages, closure_findings = compute_closure(resolved, env, index)
+    lookups = [
+        name
+        for f in reached.findings
+        if f.code == "metadata-lookup" and (name := lookup_distribution(f.message)) is not None
+    ]
+    packages, closure_findings = compute_closure(resolved, env, index, metadata_lookups=lookups)
     return Analysis(
         targets=specs,
         env=env,
