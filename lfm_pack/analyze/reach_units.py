@@ -90,6 +90,16 @@ _DYNAMIC_FUNCS = frozenset(
     {"importlib.import_module", "builtins.__import__", "importlib.__import__"}
 )
 
+#: Well-known library wrappers that import a module named by their first argument.
+#: value = True when the wrapper tolerates absence (returns None / skips), so the import is
+#: optional; sympy's `import_module("matplotlib")` is how sympy.plotting finds its backend.
+_WRAPPER_FUNCS: dict[str, bool] = {
+    "sympy.external.import_module": True,
+    "sympy.external.importtools.import_module": True,
+    "pytest.importorskip": True,
+    "lazy_loader.load": False,
+}
+
 
 def _string(node: cst.BaseExpression) -> str | None:
     if isinstance(node, cst.SimpleString | cst.ConcatenatedString):
@@ -427,6 +437,10 @@ class _Summarizer(cst.CSTVisitor):
         line, col = self.line(node)
         if quals & _DYNAMIC_FUNCS:
             self._dynamic(node, line, col, "importlib.import_module" in quals)
+        else:
+            wrapper = [_WRAPPER_FUNCS[q] for q in quals if q in _WRAPPER_FUNCS]
+            if wrapper:
+                self._dynamic(node, line, col, False, force_optional=wrapper[0])
         lookup = quals & METADATA_FUNCS
         if lookup:
             self._metadata_lookup(node, min(lookup), line)
@@ -450,7 +464,9 @@ class _Summarizer(cst.CSTVisitor):
             UnitFinding(METADATA_LOOKUP, metadata_lookup_message(func, name, self.code(node)), line)
         )
 
-    def _dynamic(self, node: cst.Call, line: int, col: int, import_module: bool) -> None:
+    def _dynamic(
+        self, node: cst.Call, line: int, col: int, import_module: bool, force_optional: bool = False
+    ) -> None:
         name_arg: cst.BaseExpression | None = None
         package_arg: cst.BaseExpression | None = None
         positional = [a for a in node.args if a.keyword is None and not a.star]
@@ -472,7 +488,9 @@ class _Summarizer(cst.CSTVisitor):
         elif module is not None and module.startswith("."):
             package = None
         self.unit.dyns.append(
-            DynImport(line, col, module, package, self.optional > 0, self.code(node))
+            DynImport(
+                line, col, module, package, force_optional or self.optional > 0, self.code(node)
+            )
         )
 
     # -- finishing
