@@ -8,8 +8,8 @@ with ~50 distributions, extracts and runs the pack in a private mount namespace 
 source venv, the base interpreter, the project and the fixture copy hidden (tmpfs over them),
 and compares what it prints with a direct run of the same script by the venv's interpreter.
 
-Cases marked `xfail(strict=True)` are real bugs found this way (docs/acceptance.md has the
-root causes); strict, so the test fails loudly - and must be un-marked - once a fix lands.
+Four cases were real bugs found this way and are now regression tests (docs/acceptance.md has
+the root causes and the fixes).
 
 Slow (one pack per case, ~30-60 s each): run with `pytest -m slow tests/test_acceptance_real.py`.
 The environment is a cached `real_venv` (first build downloads ~400 MB of wheels from PyPI);
@@ -264,12 +264,6 @@ def test_matplotlib_multipage_pdf_savefig(python: Path, pdf_pack: Ran) -> None:
     assert b"Multipage PDF Example" in packed_pdf
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: runner.run_target clears os.environ *before* building the task environment "
-    "from it, so the node's variables (HOME, MPLCONFIGDIR, OMP_NUM_THREADS, ...) never reach "
-    "a script or function target",
-)
 def test_node_environment_reaches_the_script(python: Path, pdf_pack: Ran, tmp_path: Path) -> None:
     """matplotlib honours MPLCONFIGDIR (its font cache goes there) - if the task sees it."""
     cfg = tmp_path / "mplconfig"
@@ -295,11 +289,6 @@ def test_statsmodels_formula_api(python: Path, tmp_path: Path) -> None:
     assert len(ran.packed.stdout.splitlines()) == len(ran.home.stdout.splitlines())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sympy.external.import_module('pylab') (a literal import through sympy's "
-    "wrapper) is invisible to reach; matplotlib is not packed -> 'Matplotlib is required'",
-)
 def test_sympy_example_with_local_helper_module(python: Path, tmp_path: Path) -> None:
     """sympy example `mplot2d.py` + its local helper `sample.py` (imported as a sibling)."""
     ran = _pack_and_run(
@@ -312,12 +301,6 @@ def test_sympy_example_with_local_helper_module(python: Path, tmp_path: Path) ->
     assert ran.packed.returncode == 0, ran.packed.stderr + ran.packed.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the task runs under `python -I -S`; subprocesses that inherit the "
-    "interpreter flags (loky's resource tracker, multiprocessing helpers) cannot import "
-    "site-packages -> 'No module named joblib' on stderr",
-)
 def test_joblib_loky_parallel(python: Path, tmp_path: Path) -> None:
     """joblib example: Parallel with loky, threading and multiprocessing backends."""
     ran = _pack_and_run(
@@ -332,11 +315,6 @@ def test_joblib_loky_parallel(python: Path, tmp_path: Path) -> None:
     assert "ModuleNotFoundError" not in ran.packed.stderr, ran.packed.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: imports inside third-party code of installed-but-undeclared (optional) "
-    "distributions are dropped: pandas' plotting backend loads matplotlib by name",
-)
 def test_pandas_plot_accessor_function_target(python: Path, tmp_path: Path) -> None:
     """pandas docstring example as a function target: `Series.plot.line()` without any
     matplotlib import in the user's code (pandas selects the backend by a string option)."""
