@@ -565,3 +565,51 @@ def test_interrupt_leaves_nothing_partial(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert os.listdir(out) == []
+
+
+def test_skip_optional_leaves_out_guarded_imports(tmp_path: Path) -> None:
+    venv = _fake(tmp_path)
+    job = (
+        "import greet\n\n\ndef f():\n    try:\n        import requests\n"
+        "    except ImportError:\n        requests = None\n"
+        "    return [greet.hello('x'), requests is None]\n"
+    )
+    proj = _project(tmp_path, job)
+    full = json.loads(
+        pack(
+            proj,
+            "--prefix",
+            str(venv),
+            "job.py:f",
+            "-o",
+            str(tmp_path / "a"),
+            "--no-verify",
+            "--compression",
+            "none",
+            "--json",
+        ).stdout
+    )
+    assert "requests==2.99" in full["distributions"]
+    out = tmp_path / "b"
+    slim = json.loads(
+        pack(
+            proj,
+            "--prefix",
+            str(venv),
+            "job.py:f",
+            "-o",
+            str(out),
+            "--skip-optional",
+            "--compression",
+            "none",
+            "--json",
+        ).stdout
+    )
+    assert slim["distributions"] == ["greet==1.0"]
+    assert any(
+        e["name"] == "requests" and "--skip-optional" in e["reason"] for e in slim["excluded"]
+    )
+    moved = _moved(out, tmp_path)
+    run = run_hidden([str(moved / "f-run"), "--cache-dir", str(tmp_path / "nc")], _hide(venv, proj))
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == ["hello, x", True]

@@ -172,6 +172,11 @@ def render_summary(r: PackResult) -> None:
     is_flag=True,
     help="conda: pack packages whose prefix cannot be relocated (not in pkgs cache).",
 )
+@click.option(
+    "--skip-optional",
+    is_flag=True,
+    help="Leave out closure members reached only through guarded (optional) imports.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the hidden-prefix verification.")
 @click.option("--cache-dir", metavar="DIR", help="Reuse/store packs by env key here.")
 @json_option
@@ -192,6 +197,7 @@ def command(
     compile_: bool,
     editable_as_source: bool,
     allow_unrelocatable: bool,
+    skip_optional: bool,
     no_verify: bool,
     cache_dir: str | None,
     as_json: bool,
@@ -220,6 +226,7 @@ def command(
         editable_as_source=editable_as_source,
         allow_unrelocatable=allow_unrelocatable,
         compile=compile_,
+        skip_optional=skip_optional,
     )
     t0 = time.monotonic()
     if lock_file:

@@ -81,6 +81,7 @@ def env_key(analysis: Analysis, opts: Options, compression: str, level: int | No
             "exclude": sorted(opts.exclude),
             "strip": sorted(opts.strip),
             "editable_as_source": opts.editable_as_source,
+            "skip_optional": opts.skip_optional,
             "compile": opts.compile,
             "compression": compression,
             "level": level,

@@ -40,6 +40,7 @@ class Options:
     extra_files: tuple[str, ...] = ()
     editable_as_source: bool = False
     allow_unrelocatable: bool = False
+    skip_optional: bool = False  # leave out closure members reached only via guarded imports
     compile: bool = False
 
 
@@ -206,9 +207,16 @@ def closure_distributions(
     from packaging.utils import canonicalize_name
 
     excluded_keys = {canonicalize_name(n) for n in opts.exclude}
-    names = [p.name for p in analysis.packages] + list(opts.include)
+    names = [p.name for p in analysis.packages if not (opts.skip_optional and p.optional)]
+    names += list(opts.include)
     dists: dict[str, Distribution] = {}
-    excluded: list[tuple[str, str]] = []
+    excluded: list[tuple[str, str]] = [
+        (p.name, "optional: only reached through guarded imports (--skip-optional)")
+        for p in analysis.packages
+        if opts.skip_optional
+        and p.optional
+        and canonicalize_name(p.name) not in {canonicalize_name(n) for n in opts.include}
+    ]
     for name in names:
         key = canonicalize_name(name)
         if key in excluded_keys:
