@@ -267,6 +267,29 @@ def _nullprogress(desc: str, total: int | None) -> Callable[[int], None]:
     return lambda n: None
 
 
+def _new_staging(out: Path) -> Path:
+    """A hidden staging dir in OUTDIR (same filesystem: the final renames are atomic) that
+    records its owner's pid, so a later pack can tell a dead pack's leftovers from a live one."""
+    staging = Path(tempfile.mkdtemp(prefix=".lfm-pack-", dir=out))
+    (staging / ".pid").write_text(str(os.getpid()))
+    return staging
+
+
+def _remove_dead_staging(out: Path) -> None:
+    """Delete staging dirs left by packs that were killed (their pid is gone)."""
+    for d in out.glob(".lfm-pack-*"):
+        try:
+            pid = int((d / ".pid").read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or too young to have written its pid: leave it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            continue
+
+
 def build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult:
     """Build, verify and place one pack (see the module docstring)."""
     t0 = time.monotonic()
@@ -282,7 +305,8 @@ def build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult
 
     out = Path(req.outdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".lfm-pack-", dir=out))
+    _remove_dead_staging(out)
+    staging = _new_staging(out)
     try:
         notes: list[str] = []
         needs_unpack = False
@@ -383,7 +407,9 @@ def build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult
                     str(tmp_archive), a, man, conda_unpack=needs_unpack, workdir=str(staging)
                 )
             notes += vres.notes
-        final = {p: out / p.name for p in (tmp_archive, tmp_launcher, tmp_lock)}
+        # The launcher is the commit point (it records the archive's sha256): publish it last,
+        # so an interrupted publish never leaves a launcher pointing at a missing archive.
+        final = {p: out / p.name for p in (tmp_lock, tmp_archive, tmp_launcher)}
         os.chmod(tmp_archive, 0o644)
         for src, dst in final.items():
             os.replace(src, dst)

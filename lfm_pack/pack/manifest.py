@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lfm_pack import __version__
+from lfm_pack.analyze.reach import target_root
 from lfm_pack.lock import analysis_to_json
 from lfm_pack.models import SCHEMA_MANIFEST, Analysis
 from lfm_pack.pack import elf
@@ -154,10 +155,9 @@ def build_manifest(
         app_path = app_by_file.get(os.path.abspath(t.path))
         module = t.module
         if module is None and app_path is not None:
-            rel = app_path.split("/", 3)[3]  # .lfm/app/<i>/<rel>
-            module = rel[:-3].replace("/", ".") if rel.endswith(".py") else rel.replace("/", ".")
-            if module.endswith(".__init__"):
-                module = module[: -len(".__init__")]
+            # The name Python would import the file as (`job` from its own directory, or
+            # `pkg.job` when it needs its package); the analysis used the same rule.
+            module = target_root(t.path)[1]
         targets.append(
             {
                 "raw": t.raw,

@@ -17,7 +17,7 @@ from typing import Protocol
 from lfm_pack.errors import PackError, RefusedError
 from lfm_pack.models import Analysis, Distribution, Placeholder
 from lfm_pack.pack.archive import Entry
-from lfm_pack.pack.slicing import rewrite_source
+from lfm_pack.pack.slicing import decode_python, rewrite_source
 
 STRIP_CHOICES = ("tests", "docs", "pyi", "pycache")
 _TEST_DIRS = frozenset({"tests", "test"})
@@ -243,13 +243,33 @@ def check_editables(dists: Sequence[Distribution], opts: Options) -> None:
         )
 
 
+def _root_arcs(roots: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Each local root's directory in the archive, and the outermost roots.
+
+    A script's own directory is often *inside* the package root it can also be imported from
+    (`pkg/job.py` as `job` and as `pkg.job`): such nested roots share the outer root's tree, so
+    every file exists once and both import styles work; `.lfm/app/<i>` numbers the outer ones.
+    """
+    uniq = list(dict.fromkeys(roots))
+    outer = [r for r in uniq if _under(r, [o for o in uniq if o != r]) is None]
+    arcs = {o: f".lfm/app/{i}" for i, o in enumerate(outer)}
+    for r in uniq:
+        if r not in arcs:
+            o = next(o for o in outer if _under(r, [o]) is not None)
+            arcs[r] = f"{arcs[o]}/{os.path.relpath(r, o)}"
+    return outer, arcs
+
+
 def local_entries(
     analysis: Analysis, extra_files: Sequence[str]
 ) -> tuple[list[Entry], tuple[str, ...], list[tuple[str, str]]]:
     """The user's local files under .lfm/app/<i>/, placeholders rewritten; plus --extra-file."""
     roots = [os.path.abspath(r) for r in analysis.local_roots]
     by_file: dict[str, list[Placeholder]] = {}
+    std = analysis.env.stdlib_modules | analysis.env.builtin_modules
     for p in analysis.placeholders:
+        if all(m.strip().split(".")[0] in std for m in p.module.split(",")):
+            continue  # the stdlib travels anyway: keep the real import, nothing to gain
         by_file.setdefault(os.path.abspath(p.path), []).append(p)
     entries: list[Entry] = []
     app_of: list[tuple[str, str]] = []
@@ -259,44 +279,43 @@ def local_entries(
             files.append(os.path.abspath(t.path))
     if not roots and files:
         roots = [os.path.dirname(files[0])]
+    outer, arc_of_root = _root_arcs(roots)
     for f in files:
-        root = _under(f, roots)
+        root = _under(f, outer)
         if root is None:
             raise PackError(
                 f"local file {f} lies under none of the local roots {roots}",
                 hint="re-run lfm-pack analyze; the lock does not match the files",
             )
-        i = roots.index(root)
-        arc = f".lfm/app/{i}/{os.path.relpath(f, root)}"
+        arc = f"{arc_of_root[root]}/{os.path.relpath(f, root)}"
         try:
             with open(f, "rb") as fh:
                 raw = fh.read()
         except OSError as exc:
             raise PackError(f"cannot read local file {f}: {exc}") from exc
         if f in by_file:
-            src = raw.decode("utf-8")
-            raw = rewrite_source(src, by_file[f], f).encode("utf-8")
+            src, encoding = decode_python(raw, f)
+            raw = rewrite_source(src, by_file[f], f).encode(encoding)
         entries.append(Entry(arc, data=raw))
         app_of.append((f, arc))
     for x in extra_files:
         x = os.path.abspath(x)
-        root = _under(x, roots)
+        root = _under(x, outer)
         if root is None or not os.path.exists(x):
             raise PackError(
                 f"--extra-file {x}: must exist inside a local root ({', '.join(roots) or 'none'})",
                 hint="extra files keep their path relative to the target's directory",
             )
-        i = roots.index(root)
         walk = (
             [x]
             if os.path.isfile(x)
             else [os.path.join(dp, fn) for dp, _, fns in os.walk(x) for fn in fns]
         )
         for f in sorted(walk):
-            arc = f".lfm/app/{i}/{os.path.relpath(f, root)}"
+            arc = f"{arc_of_root[root]}/{os.path.relpath(f, root)}"
             if arc not in {e.arcname for e in entries}:
                 entries.append(Entry(arc, source=f, executable=os.access(f, os.X_OK)))
-    app_paths = tuple(f".lfm/app/{i}" for i in range(len(roots)))
+    app_paths = tuple(arc_of_root[r] for r in roots)
     return entries, app_paths, app_of
 
 

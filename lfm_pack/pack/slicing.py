@@ -13,6 +13,9 @@ The replacement spans the same lines by putting the newlines inside its parenthe
 
 from __future__ import annotations
 
+import io
+import re
+import tokenize
 from collections.abc import Sequence
 
 import libcst as cst
@@ -50,6 +53,25 @@ def replacement(p: Placeholder, n_lines: int) -> str:
     return f"{lhs} = ({rhs}," + "\n" * (n_lines - 1) + ")"
 
 
+_LINE_END = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
+
+
+def decode_python(raw: bytes, path: str) -> tuple[str, str]:
+    """Decode a source file the way the interpreter does; return (text, encoding to write back).
+
+    PEP 263 cookies and a UTF-8 BOM are honoured (`utf-8-sig` keeps the BOM on the way out), so
+    the rewritten file is byte-for-byte the original outside the replaced import statements.
+    """
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+        return raw.decode(encoding), encoding
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        raise PackError(
+            f"cannot decode local file {path}: {exc}",
+            hint="save it as UTF-8 or give it a valid PEP 263 coding line",
+        ) from exc
+
+
 def rewrite_source(source: str, placeholders: Sequence[Placeholder], path: str = "<src>") -> str:
     """Return `source` with each placeholder's import statement replaced (same line span)."""
     if not placeholders:
@@ -60,7 +82,9 @@ def rewrite_source(source: str, placeholders: Sequence[Placeholder], path: str =
         raise PackError(f"cannot rewrite placeholders in {path}: {exc}") from exc
     finder = _Finder()
     wrapper.visit(finder)
-    lines = source.splitlines(keepends=True)
+    # Only \n, \r\n and \r end a line for Python (and libcst); str.splitlines() would also
+    # split on form feeds, \x1c-\x1e, \x85 and U+2028/9 and shift every later offset.
+    lines = [ln for ln in _LINE_END.split(source) if ln]
     # offsets of each line start, to turn (line, column) into string indexes
     starts = [0]
     for ln in lines:

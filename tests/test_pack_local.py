@@ -1,0 +1,112 @@
+"""Local code in a pack: nested import roots, non-UTF-8 sources, stdlib imports left alone.
+
+Each test packs real files with the real CLI, runs the real launcher from another directory and
+compares with what Python itself does at home.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, lfm_pack_cmd
+
+FIXTURE = ROOT / "tests" / "fixtures" / "reach" / "package_siblings"
+
+
+def _pack(cwd: Path, out: Path, *targets: str) -> None:
+    proc = subprocess.run(
+        [*lfm_pack_cmd(), "pack", *targets, "-o", str(out), "--name", "p", "--json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def _run(out: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [str(out / "p-run"), "--cache-dir", str(cache), *args],
+        cwd=cache.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_script_inside_a_package_with_relative_and_sibling_imports(tmp_path: Path) -> None:
+    """`from . import shared` needs the package root; `import helpers` the script's own dir."""
+    proj = tmp_path / "proj"
+    shutil.copytree(FIXTURE, proj, ignore=shutil.ignore_patterns("__pycache__", "expected.json"))
+    home = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path[:0] = ['pkg', '.']; import pkg.job, json;"
+            " print(json.dumps(pkg.job.main()))",
+        ],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    _pack(proj, tmp_path / "out", "pkg/job.py:main")
+    ran = _run(tmp_path / "out", tmp_path / "run" / "cache")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == json.loads(home.stdout)
+
+
+LATIN1 = b"# -*- coding: latin-1 -*-\nimport not_installed_anywhere\n\n\ndef f():\n    return '\xe9t\xe9'\n"
+BOM = "\ufeffimport not_installed_anywhere\n\n\ndef g():\n    return 'bom'\n".encode()
+FORMFEED = (
+    b'import not_installed_anywhere\n\n\ndef h():\n    """one\x0c page"""\n    x = 1\n'
+    b"    return x + 1\n"
+)
+STDLIB = b"import json  # unreached: must stay a real import\n\n\ndef k():\n    return 2\n\n\ndef other():\n    return json.dumps(1)\n"
+
+
+def test_placeholders_keep_encodings_and_line_ends_and_spare_the_stdlib(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    for name, data in (
+        ("lat.py", LATIN1),
+        ("bom.py", BOM),
+        ("ff.py", FORMFEED),
+        ("std.py", STDLIB),
+    ):
+        (proj / name).write_bytes(data)
+    out = tmp_path / "out"
+    # leftovers of a pack that was killed: its staging dir names a pid that no longer runs
+    dead = out / ".lfm-pack-killed"
+    dead.mkdir(parents=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (dead / ".pid").write_text(gone.stdout.strip())
+    (dead / "simulate.tar.gz").write_bytes(b"half")
+    _pack(proj, out, "lat.py:f", "bom.py:g", "ff.py:h", "std.py:k")
+    assert not dead.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["p-run", "p.lock.json", "p.tar.gz"]
+    cache = tmp_path / "run" / "cache"
+    for target, want in (("lat.py:f", "été"), ("bom.py:g", "bom"), ("ff.py:h", 2), ("std.py:k", 2)):
+        ran = _run(out, cache, "--target", target)
+        assert ran.returncode == 0, (target, ran.stderr)
+        assert json.loads(ran.stdout) == want
+    env = next(p for p in cache.iterdir() if (p / ".lfm").is_dir())
+    app = env / ".lfm" / "app" / "0"
+    lat = (app / "lat.py").read_bytes()
+    assert lat.startswith(b"# -*- coding: latin-1 -*-\n") and b"\xe9t\xe9" in lat
+    assert b"not_installed_anywhere" in lat and b"import not_installed_anywhere" not in lat
+    assert (app / "bom.py").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert (app / "ff.py").read_bytes().count(b"\n") == FORMFEED.count(b"\n")
+    assert (app / "std.py").read_bytes() == STDLIB  # stdlib import untouched
