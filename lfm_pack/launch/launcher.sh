@@ -370,7 +370,7 @@ lfm_extract() {
             lfm_die "$EX_INFRA" CacheError "$LFM_ENV appeared while extracting; refusing to rename over it"
         fi
         mv "$LFM_TMP" "$LFM_ENV" || lfm_die "$EX_INFRA" CacheError "cannot rename into $LFM_ENV"
-        if ! "$LFM_PY" -I "$LFM_ENV/bin/conda-unpack" >/dev/null 2>&1; then
+        if ! "$LFM_PY" -E -s "$LFM_ENV/bin/conda-unpack" >/dev/null 2>&1; then
             mv "$LFM_ENV" "$LFM_CACHE/.trash.$LFM_ENV_KEY.$$" && rm -rf "$LFM_CACHE/.trash.$LFM_ENV_KEY.$$"
             lfm_die "$EX_INFRA" UnpackError "conda-unpack failed in $LFM_ENV"
         fi
