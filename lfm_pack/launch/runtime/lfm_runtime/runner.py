@@ -2,8 +2,9 @@
 
 It sets the environment every child process inherits (env `bin/` first on PATH, node's
 PYTHONPATH/PYTHONHOME/user site ignored, then PYTHONPATH = app dirs + runtime so that
-multiprocessing-spawned Pythons find the user's code and the placeholders), adds the env's
-site-packages (the monitor itself starts with -S to keep its own start-up cheap), imports and
+multiprocessing-spawned Pythons find the user's code and the placeholders), makes sure the env's
+site-packages are on sys.path (the launcher starts the monitor with normal flags so the forked
+task and the Pythons it starts behave as in an activated env; `-S` is handled too), imports and
 calls the target, and reports its own timings and outcome to the monitor over `events_fd`
 as JSON lines. Arguments are decoded as JSON (else kept as strings), never evaluated.
 """
@@ -19,7 +20,7 @@ from .exitcodes import FUNCTION_ERROR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms of start-up on every run
-    from typing import Any
+    from typing import Any, Mapping, Sequence
 
 
 _DROP = (
@@ -182,6 +183,37 @@ def _exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
+def invoke(
+    fn: Any, args: Sequence[Any], kwargs: Mapping[str, Any], events: Events
+) -> tuple[int | None, Any, float]:
+    """Call the target once; shared by single-shot and warm mode so both report alike.
+
+    Returns (None, value, start) when it returned; otherwise the `result` event is already sent
+    and the first item is the exit code (a SystemExit's own code, or FUNCTION_ERROR).
+    """
+    t1 = time.time()
+    try:
+        return None, fn(*args, **kwargs), t1
+    except SystemExit as exc:
+        code = _exit_code_of(exc)
+        events.emit(
+            "result",
+            status="ok" if code == 0 else "error",
+            exit_code=code,
+            call_s=round(time.time() - t1, 6),
+        )
+        return code, None, t1
+    except BaseException as exc:
+        _print_error(exc)
+        events.emit(
+            "result",
+            status="error",
+            error=_error_info(exc, "call"),
+            call_s=round(time.time() - t1, 6),
+        )
+        return FUNCTION_ERROR, None, t1
+
+
 def run_target(spec: dict[str, Any], events_fd: int) -> int:
     """Run one target in this (forked) process; returns the process exit code."""
     events = Events(events_fd)
@@ -263,28 +295,10 @@ def run_target(spec: dict[str, Any], events_fd: int) -> int:
         _print_error(exc)
         events.emit("result", status="error", error=_error_info(exc, "import"))
         return FUNCTION_ERROR
-    t1 = time.time()
-    events.emit("imported", import_s=round(t1 - t0, 6))
-    try:
-        result = fn(*args, **kwargs)
-    except SystemExit as exc:
-        code = _exit_code_of(exc)
-        events.emit(
-            "result",
-            status="ok" if code == 0 else "error",
-            exit_code=code,
-            call_s=round(time.time() - t1, 6),
-        )
-        return code
-    except BaseException as exc:
-        _print_error(exc)
-        events.emit(
-            "result",
-            status="error",
-            error=_error_info(exc, "call"),
-            call_s=round(time.time() - t1, 6),
-        )
-        return FUNCTION_ERROR
+    events.emit("imported", import_s=round(time.time() - t0, 6))
+    failed, result, t1 = invoke(fn, args, kwargs, events)
+    if failed is not None:
+        return failed
     t2 = time.time()
     try:
         write_output(result, spec.get("output"), spec.get("output_format", "json"))

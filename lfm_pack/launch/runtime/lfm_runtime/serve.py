@@ -124,31 +124,13 @@ def run_call(fn: Callable[..., Any], req: Request, events_fd: int) -> int:
 
     The return value travels to the call monitor as JSON text inside the `result` event.
     """
-    from .runner import Events, _error_info, _exit_code_of, _print_error
+    from .runner import Events, _error_info, invoke
 
     events = Events(events_fd)
     events.emit("start")
-    t1 = time.time()
-    try:
-        result = fn(*req.args, **req.kwargs)
-    except SystemExit as exc:
-        code = _exit_code_of(exc)
-        events.emit(
-            "result",
-            status="ok" if code == 0 else "error",
-            exit_code=code,
-            call_s=round(time.time() - t1, 6),
-        )
+    code, result, t1 = invoke(fn, req.args, req.kwargs, events)
+    if code is not None:
         return code
-    except BaseException as exc:
-        _print_error(exc)
-        events.emit(
-            "result",
-            status="error",
-            error=_error_info(exc, "call"),
-            call_s=round(time.time() - t1, 6),
-        )
-        return ec.FUNCTION_ERROR
     t2 = time.time()
     try:
         text = json.dumps(result)
