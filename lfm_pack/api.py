@@ -363,13 +363,6 @@ def pack(
     analysis = target if isinstance(target, Analysis) else analyze(
         target, python=python, prefix=prefix
     )
-    blocking = [r for r in analysis.unresolved if not r.site.optional]
-    if blocking:
-        mods = ", ".join(sorted({r.site.module for r in blocking}))
-        raise PackError(
-            f"the target imports module(s) installed nowhere in the environment: {mods}",
-            hint="install them, or run lfm_pack.analyze(...) to see where they are imported",
-        )
     bad = sorted(set(strip) - set(STRIP_CHOICES))
     if bad:
         raise PackError(

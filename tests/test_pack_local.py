@@ -110,3 +110,47 @@ def test_placeholders_keep_encodings_and_line_ends_and_spare_the_stdlib(tmp_path
     assert (app / "bom.py").read_bytes().startswith(b"\xef\xbb\xbf")
     assert (app / "ff.py").read_bytes().count(b"\n") == FORMFEED.count(b"\n")
     assert (app / "std.py").read_bytes() == STDLIB  # stdlib import untouched
+
+
+def test_missing_import_refused_unless_allowed(tmp_path: Path) -> None:
+    """A reached import installed nowhere fails the pack (exit 6, names it and where) unless
+    --allow-missing: then a call that never takes that branch runs from the pack."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "job.py").write_text(
+        "def f(gpu=False):\n    if gpu:\n        import cupy_not_here\n\n"
+        "        return cupy_not_here.zeros(1)\n    return 'cpu'\n"
+    )
+    refused = subprocess.run(
+        [*lfm_pack_cmd(), "pack", "job.py:f", "-o", str(tmp_path / "out"), "--name", "p"],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert refused.returncode == 6
+    assert "cupy_not_here" in refused.stderr and "job.py:3" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    ok = subprocess.run(
+        [
+            *lfm_pack_cmd(),
+            "pack",
+            "job.py:f",
+            "-o",
+            str(tmp_path / "out"),
+            "--name",
+            "p",
+            "--allow-missing",
+        ],
+        cwd=proj,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    ran = _run(tmp_path / "out", tmp_path / "run" / "cache")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == "cpu"

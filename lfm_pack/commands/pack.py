@@ -19,7 +19,6 @@ from rich.progress import (
 
 from lfm_pack.commands.common import emit_json, env_options, json_option
 from lfm_pack.console import err
-from lfm_pack.errors import PackError
 from lfm_pack.pack.archive import DEFAULT_LEVEL
 from lfm_pack.pack.build import PackRequest, PackResult, build_pack
 from lfm_pack.pack.select import STRIP_CHOICES, Options
@@ -177,6 +176,11 @@ def render_summary(r: PackResult) -> None:
     is_flag=True,
     help="Leave out closure members reached only through guarded (optional) imports.",
 )
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Pack even if reached imports are installed nowhere (that code path must not run).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the hidden-prefix verification.")
 @click.option("--cache-dir", metavar="DIR", help="Reuse/store packs by env key here.")
 @json_option
@@ -198,6 +202,7 @@ def command(
     editable_as_source: bool,
     allow_unrelocatable: bool,
     skip_optional: bool,
+    allow_missing: bool,
     no_verify: bool,
     cache_dir: str | None,
     as_json: bool,
@@ -238,13 +243,6 @@ def command(
 
         with err.status("analyzing…", spinner="dots"):
             analysis = run_analysis(targets, python=python, prefix=prefix)
-    blocking = [r for r in analysis.unresolved if not r.site.optional]
-    if blocking:
-        mods = ", ".join(sorted({r.site.module for r in blocking}))
-        raise PackError(
-            f"the target imports module(s) installed nowhere in the environment: {mods}",
-            hint="install them, or run `lfm-pack analyze` to see where they are imported",
-        )
     req = PackRequest(
         analysis=analysis,
         outdir=outdir,
@@ -255,6 +253,7 @@ def command(
         verify=not no_verify,
         cache_dir=cache_dir,
         threads=threads,
+        allow_missing=allow_missing,
     )
     with _progress(as_json) as step:
         result = build_pack(req, step)

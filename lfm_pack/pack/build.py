@@ -46,6 +46,7 @@ class PackRequest:
     verify: bool = True
     cache_dir: str | None = None
     threads: int | None = None
+    allow_missing: bool = False  # pack even when reached imports are installed nowhere
 
 
 @dataclass(frozen=True)
@@ -290,8 +291,25 @@ def _remove_dead_staging(out: Path) -> None:
             continue
 
 
+def check_resolvable(analysis: Analysis, allow_missing: bool) -> list[str]:
+    """Refuse a pack whose reached, unguarded imports are installed nowhere (it would fail on
+    the node exactly where it fails at home); with `allow_missing`, return notes instead."""
+    blocking = sorted({r.site.module for r in analysis.unresolved if not r.site.optional})
+    if not blocking:
+        return []
+    if not allow_missing:
+        where = next(r.site.location for r in analysis.unresolved if not r.site.optional)
+        raise PackError(
+            f"the target imports module(s) installed nowhere in the environment: "
+            f"{', '.join(blocking)} (first at {where})",
+            hint="install them, or pass --allow-missing if that code path never runs",
+        )
+    return [f"shipped without {m}: installed nowhere (--allow-missing)" for m in blocking]
+
+
 def build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult:
     """Build, verify and place one pack (see the module docstring)."""
+    missing_notes = check_resolvable(req.analysis, req.allow_missing)
     t0 = time.monotonic()
     step = progress or _nullprogress
     a = req.analysis
@@ -308,7 +326,7 @@ def build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult
     _remove_dead_staging(out)
     staging = _new_staging(out)
     try:
-        notes: list[str] = []
+        notes: list[str] = list(missing_notes)
         needs_unpack = False
         if a.env.kind == "conda":
             from lfm_pack.pack import conda
