@@ -51,8 +51,27 @@ IDLE = "import time; time.sleep(0.8)"
 
 def monitored_peak(code: str, py: str, tmp: Path, interval: str = "0.05") -> int:
     rep = tmp / "r.json"
-    subprocess.run([py, "-I", "-S", "-c", BOOT, RUNTIME, "monitor", "--interval", interval, "--report", str(rep),
-                    "--", py, "-c", code], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            py,
+            "-I",
+            "-S",
+            "-c",
+            BOOT,
+            RUNTIME,
+            "monitor",
+            "--interval",
+            interval,
+            "--report",
+            str(rep),
+            "--",
+            py,
+            "-c",
+            code,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return int(json.loads(rep.read_text())["resources"]["memory_peak_bytes"])
 
 
@@ -93,7 +112,16 @@ def interleaved(a: list[str], b: list[str], runs: int) -> tuple[float, float]:
 def real_pack(launcher: str, args: list[str], runs: int, rows: list[tuple[str, str]]) -> None:
     with tempfile.TemporaryDirectory() as d:
         cache = Path(d) / "c"
-        cmd = ["sh", launcher, "--cache-dir", str(cache), "--report", str(Path(d) / "r.json"), "--", *args]
+        cmd = [
+            "sh",
+            launcher,
+            "--cache-dir",
+            str(cache),
+            "--report",
+            str(Path(d) / "r.json"),
+            "--",
+            *args,
+        ]
         t = time.perf_counter()
         subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
         cold = time.perf_counter() - t
@@ -104,23 +132,37 @@ def real_pack(launcher: str, args: list[str], runs: int, rows: list[tuple[str, s
         py = str(env / man["python"]["executable"])
         paths = [str(env / a) for a in man["app_paths"]] + [str(env / ".lfm" / "runtime")]
         call = ", ".join(repr(json.loads(a)) for a in args)
-        direct = [py, "-c", f"import sys, json; sys.path[:0] = {paths!r}; import {tgt['module']} as m; "
-                  f"print(json.dumps(m.{tgt['qualname']}({call})))"]
+        direct = [
+            py,
+            "-c",
+            f"import sys, json; sys.path[:0] = {paths!r}; import {tgt['module']} as m; "
+            f"print(json.dumps(m.{tgt['qualname']}({call})))",
+        ]
         warm = ["sh", launcher, "--cache-dir", str(cache), "--", *args]
         td, tw = interleaved(direct, warm, runs)
         name = Path(launcher).name
-        rows.append((f"{name}: cold start (sha256 + unpack + verify + first call)",
-                     f"{cold * 1000:.0f} ms (unpack+verify {rep['timings'].get('unpack_s', 0) * 1000:.0f} ms)"))
-        rows.append((f"{name}: direct call with the packed interpreter (median)", f"{td * 1000:.1f} ms"))
+        rows.append(
+            (
+                f"{name}: cold start (sha256 + unpack + verify + first call)",
+                f"{cold * 1000:.0f} ms (unpack+verify {rep['timings'].get('unpack_s', 0) * 1000:.0f} ms)",
+            )
+        )
+        rows.append(
+            (f"{name}: direct call with the packed interpreter (median)", f"{td * 1000:.1f} ms")
+        )
         rows.append((f"{name}: warm `-run` (median)", f"{tw * 1000:.1f} ms"))
         rows.append((f"{name}: **warm overhead**", f"**{(tw - td) * 1000:.1f} ms**"))
-        rows.append((f"{name}: warm overhead in CPU time", f"{(CPU['b'] - CPU['a']) * 1000:.1f} ms"))
+        rows.append(
+            (f"{name}: warm overhead in CPU time", f"{(CPU['b'] - CPU['a']) * 1000:.1f} ms")
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--python", default=os.path.realpath("/root/.pyenv/versions/3.11.7/bin/python3.11"))
+    ap.add_argument(
+        "--python", default=os.path.realpath("/root/.pyenv/versions/3.11.7/bin/python3.11")
+    )
     ap.add_argument("--launcher", help="a real pack's <name>-run to measure as well")
     ap.add_argument("args", nargs="*", help="JSON arguments for --launcher's function")
     ns = ap.parse_args()
@@ -130,28 +172,61 @@ def main() -> None:
         real_pack(ns.launcher, ns.args, ns.runs, rows)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        pk = build_dev_pack(tmp / "p", name="bench", python=py, app_files={"job.py": JOB},
-                            targets=[{"raw": "job.py:f", "kind": "file", "module": "job",
-                                      "app_path": ".lfm/app/0/job.py", "qualname": "f"}])
+        pk = build_dev_pack(
+            tmp / "p",
+            name="bench",
+            python=py,
+            app_files={"job.py": JOB},
+            targets=[
+                {
+                    "raw": "job.py:f",
+                    "kind": "file",
+                    "module": "job",
+                    "app_path": ".lfm/app/0/job.py",
+                    "qualname": "f",
+                }
+            ],
+        )
         cache = tmp / "c"
         t = time.perf_counter()
-        subprocess.run(["sh", str(pk.launcher), "--cache-dir", str(cache), "--", "1"], check=True,
-                       stdout=subprocess.DEVNULL)
-        rows.append(("cold start, tiny dev pack (unpack + verify + first call)", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
+        subprocess.run(
+            ["sh", str(pk.launcher), "--cache-dir", str(cache), "--", "1"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        rows.append(
+            (
+                "cold start, tiny dev pack (unpack + verify + first call)",
+                f"{(time.perf_counter() - t) * 1000:.0f} ms",
+            )
+        )
         app = str(cache / pk.env_key / ".lfm" / "app" / "0")
-        direct = [py, "-c", f"import sys, json; sys.path.insert(0, {app!r}); import job; print(json.dumps(job.f(1)))"]
+        direct = [
+            py,
+            "-c",
+            f"import sys, json; sys.path.insert(0, {app!r}); import job; print(json.dumps(job.f(1)))",
+        ]
         warm = ["sh", str(pk.launcher), "--cache-dir", str(cache), "--", "1"]
         td, tw = interleaved(direct, warm, ns.runs)
         rows.append(("direct call, same interpreter (median)", f"{td * 1000:.1f} ms"))
         rows.append(("`<name>-run`, warm cache (median)", f"{tw * 1000:.1f} ms"))
         rows.append(("**warm overhead** (target <= 50 ms)", f"**{(tw - td) * 1000:.1f} ms**"))
-        rows.append(("warm overhead in CPU time (all processes)", f"{(CPU['b'] - CPU['a']) * 1000:.1f} ms"))
+        rows.append(
+            ("warm overhead in CPU time (all processes)", f"{(CPU['b'] - CPU['a']) * 1000:.1f} ms")
+        )
 
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run([py, "-I", "-S", "-c", BOOT, RUNTIME, "monitor", "--", "sleep", "3"], check=True)
+        subprocess.run(
+            [py, "-I", "-S", "-c", BOOT, RUNTIME, "monitor", "--", "sleep", "3"], check=True
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        rows.append(("monitor CPU over a 3 s idle task, 50 ms interval", f"{cpu * 1000:.0f} ms ({cpu / 3 * 100:.2f} % of one core)"))
+        rows.append(
+            (
+                "monitor CPU over a 3 s idle task, 50 ms interval",
+                f"{cpu * 1000:.0f} ms ({cpu / 3 * 100:.2f} % of one core)",
+            )
+        )
 
         base = monitored_peak(IDLE, py, tmp)
         for label, code, truth in (
@@ -162,15 +237,32 @@ def main() -> None:
             one_hz = monitored_peak(code, py, tmp, interval="1.0")
             gt = gnu_time_peak(code, py)
             rows.append((f"{label}: truth (approx.)", f"{truth / MiB:.0f} MiB"))
-            rows.append((f"{label}: lfm monitor (50 ms)", f"{ours / MiB:.0f} MiB ({(ours - truth) / truth * 100:+.1f} %)"))
-            rows.append((f"{label}: lfm monitor at 1 s", f"{one_hz / MiB:.0f} MiB ({(one_hz - truth) / truth * 100:+.1f} %)"))
+            rows.append(
+                (
+                    f"{label}: lfm monitor (50 ms)",
+                    f"{ours / MiB:.0f} MiB ({(ours - truth) / truth * 100:+.1f} %)",
+                )
+            )
+            rows.append(
+                (
+                    f"{label}: lfm monitor at 1 s",
+                    f"{one_hz / MiB:.0f} MiB ({(one_hz - truth) / truth * 100:+.1f} %)",
+                )
+            )
             if gt is not None:
-                rows.append((f"{label}: /usr/bin/time -v", f"{gt / MiB:.0f} MiB ({(gt - truth) / truth * 100:+.1f} %)"))
+                rows.append(
+                    (
+                        f"{label}: /usr/bin/time -v",
+                        f"{gt / MiB:.0f} MiB ({(gt - truth) / truth * 100:+.1f} %)",
+                    )
+                )
     print("| measurement | value |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
     load = os.getloadavg()[0]
-    print(f"\n({os.cpu_count()} cores, load average {load:.1f} at the end, {sys.platform}, interpreter {py})")
+    print(
+        f"\n({os.cpu_count()} cores, load average {load:.1f} at the end, {sys.platform}, interpreter {py})"
+    )
 
 
 if __name__ == "__main__":

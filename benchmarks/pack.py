@@ -57,6 +57,12 @@ def simulate(n):
     return pd.DataFrame({"x": x}).describe().loc["mean", "x"] + best.x
 
 
+def smooth(n):
+    # the common case: a function that needs only numpy, in a module (and an env) with more
+    x = np.random.default_rng(0).random(n)
+    return float(np.convolve(x, np.ones(5) / 5, mode="valid").mean())
+
+
 def upload(path):
     boto3.client("s3").upload_file(path, "bucket", path)
 """
@@ -157,10 +163,13 @@ def bench_pip(work: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     (proj / "job.py").write_text(JOB)
     rows = []
     for label, extra in (
-        ("lfm-pack (gzip, verified)", []),
-        ("lfm-pack (zstd, verified)", ["--compression", "zstd"]),
-        ("lfm-pack (gzip, --no-verify)", ["--no-verify"]),
+        ("lfm-pack job.py:simulate (numpy+scipy+pandas; gzip, verified)", []),
+        ("lfm-pack job.py:simulate (zstd, verified)", ["--compression", "zstd"]),
+        ("lfm-pack job.py:simulate (gzip, --no-verify)", ["--no-verify"]),
+        ("lfm-pack job.py:smooth (numpy only; gzip, verified)", ["@smooth"]),
     ):
+        target = "job.py:smooth" if "@smooth" in extra else "job.py:simulate"
+        extra = [e for e in extra if e != "@smooth"]
         out = work / f"lfm-{len(rows)}"
         dt = _run(
             [
@@ -168,7 +177,7 @@ def bench_pip(work: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 "pack",
                 "--python",
                 str(venv / "bin" / "python"),
-                "job.py:simulate",
+                target,
                 "-o",
                 str(out),
                 *extra,

@@ -360,8 +360,8 @@ def pack(
     from lfm_pack.pack.build import PackRequest, build_pack, default_name, safe_name
     from lfm_pack.pack.select import STRIP_CHOICES, Options
 
-    analysis = target if isinstance(target, Analysis) else analyze(
-        target, python=python, prefix=prefix
+    analysis = (
+        target if isinstance(target, Analysis) else analyze(target, python=python, prefix=prefix)
     )
     bad = sorted(set(strip) - set(STRIP_CHOICES))
     if bad:
@@ -435,7 +435,9 @@ def load(launcher: str | os.PathLike[str], archive: str | os.PathLike[str] | Non
     lock = path.parent / f"{name}.lock.json"
     return Packed(
         name=name,
-        archive=str(Path(archive).resolve() if archive else path.parent / found["LFM_ARCHIVE_NAME"]),
+        archive=str(
+            Path(archive).resolve() if archive else path.parent / found["LFM_ARCHIVE_NAME"]
+        ),
         launcher=str(path),
         lock=str(lock) if lock.is_file() else None,
         env_key=found["LFM_ENV_KEY"],
@@ -446,7 +448,9 @@ def load(launcher: str | os.PathLike[str], archive: str | os.PathLike[str] | Non
 # a pack, runnable
 
 
-def _report_file(report: str | os.PathLike[str] | None, name: str, scratch: str) -> tuple[str, bool]:
+def _report_file(
+    report: str | os.PathLike[str] | None, name: str, scratch: str
+) -> tuple[str, bool]:
     """(report path, keep it): a file, or a unique file inside a directory, or a scratch one."""
     if report is None:
         rdir = os.environ.get("LFM_REPORT_DIR")
@@ -587,8 +591,17 @@ class Packed:
         With `check` (default) a failed run raises RemoteError / LimitExceeded / LaunchError.
         """
         return self.call(
-            args, kwargs, memory=memory, wall_time=wall_time, cores=cores, disk=disk,
-            cache_dir=cache_dir, report=report, serializer=serializer, check=check, env=env,
+            args,
+            kwargs,
+            memory=memory,
+            wall_time=wall_time,
+            cores=cores,
+            disk=disk,
+            cache_dir=cache_dir,
+            report=report,
+            serializer=serializer,
+            check=check,
+            env=env,
         )
 
     def call(
@@ -620,8 +633,14 @@ class Packed:
             argv = [
                 self.launcher,
                 *self._options(memory, wall_time, cores, disk, cache_dir, rpath),
-                "--input", in_path, "--input-format", serializer,
-                "--output", out_path, "--output-format", serializer,
+                "--input",
+                in_path,
+                "--input-format",
+                serializer,
+                "--output",
+                out_path,
+                "--output-format",
+                serializer,
             ]
             proc = subprocess.run(
                 argv,

@@ -16,7 +16,9 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", perm: int = 0o644) -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "w", perm: int = 0o644
+) -> Iterator[IO[Any]]:
     """Open a temp file next to `path`; on success fsync and rename it over `path`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,12 @@ def _unimport(d: dict[str, Any]) -> ResolvedImport:
 
 
 def finding_to_json(f: Finding) -> dict[str, Any]:
-    return {"code": f.code, "message": f.message, "location": _loc(f.location), "severity": f.severity}
+    return {
+        "code": f.code,
+        "message": f.message,
+        "location": _loc(f.location),
+        "severity": f.severity,
+    }
 
 
 def _unfinding(d: dict[str, Any]) -> Finding:
@@ -83,7 +88,13 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
         "schema": SCHEMA_ANALYSIS,
         "tool": f"lfm-pack {__version__}",
         "targets": [
-            {"raw": t.raw, "kind": t.kind, "path": t.path, "module": t.module, "qualname": t.qualname}
+            {
+                "raw": t.raw,
+                "kind": t.kind,
+                "path": t.path,
+                "module": t.module,
+                "qualname": t.qualname,
+            }
             for t in a.targets
         ],
         "python": {"version": a.env.version_str, "executable": a.env.executable},
@@ -92,7 +103,13 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
         "local_files": list(a.local_files),
         "local_roots": list(a.local_roots),
         "placeholders": [
-            {"path": p.path, "line": p.line, "end_line": p.end_line, "module": p.module, "names": list(p.names)}
+            {
+                "path": p.path,
+                "line": p.line,
+                "end_line": p.end_line,
+                "module": p.module,
+                "names": list(p.names),
+            }
             for p in a.placeholders
         ],
         "unresolved": [_import(r) for r in a.unresolved],
@@ -148,7 +165,9 @@ def analysis_from_json(d: dict[str, Any], origin: str = "<lock>") -> Analysis:
                 for p in d["packages"]
             ),
             placeholders=tuple(
-                Placeholder(p["path"], int(p["line"]), int(p["end_line"]), p["module"], tuple(p["names"]))
+                Placeholder(
+                    p["path"], int(p["line"]), int(p["end_line"]), p["module"], tuple(p["names"])
+                )
                 for p in d.get("placeholders", ())
             ),
             extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())),

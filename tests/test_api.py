@@ -69,7 +69,10 @@ def node_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _fresh(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, check=False, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     )
 
 
@@ -127,9 +130,19 @@ def test_api_usage_is_mypy_strict_clean(tmp_path: Path) -> None:
         )
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--follow-imports=silent",
-         str(user)],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--follow-imports=silent",
+            str(user),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
         env={**os.environ, "MYPYPATH": str(ROOT)},  # the editable install is a finder hook
     )
     # exactly one error: the misspelled compression (proves the API types are really checked)
@@ -179,7 +192,8 @@ def test_target_of_functions_and_methods(tmp_path: Path, monkeypatch: pytest.Mon
 
     assert target_of(click.echo) == "click.utils:echo"
     mod = _module_from_source(
-        tmp_path, "lfm_api_wrapped",
+        tmp_path,
+        "lfm_api_wrapped",
         """
         import functools
         def deco(f):
@@ -205,7 +219,7 @@ def _nested() -> Any:
 @pytest.mark.parametrize(
     ("make", "words"),
     [
-        (lambda: (lambda x: x), "lambda"),
+        (lambda: lambda x: x, "lambda"),
         (_nested, "inside another function"),
         (lambda: Holder().method, "bound to an instance"),
         (lambda: len, "not a Python function"),
@@ -253,7 +267,9 @@ def test_a_script_main_function_is_packed_from_its_file(tmp_path: Path) -> None:
             """
         )
     )
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [f"{os.path.realpath(script)}:twice", "twice", "True", "0"]
 
@@ -331,7 +347,9 @@ def test_pickle_serializer_round_trips_non_json_values(packed: Packed, node_cach
 
 
 def test_a_missing_archive_is_a_launch_error(packed: Packed, tmp_path: Path) -> None:
-    moved = Packed(packed.name, str(tmp_path / "gone.tar.gz"), packed.launcher, None, packed.env_key)
+    moved = Packed(
+        packed.name, str(tmp_path / "gone.tar.gz"), packed.launcher, None, packed.env_key
+    )
     with pytest.raises(lfm_pack.LaunchError, match="archive not found") as info:
         moved.run(10, cache_dir=tmp_path / "fresh")
     assert info.value.exit_code == 83
@@ -359,11 +377,15 @@ def test_command_is_a_runnable_argv(packed: Packed, tmp_path: Path, node_cache: 
     with pytest.raises(LfmError, match="input file"):
         packed.command(1, seed=2)
     argv = packed.command(
-        samples=300, seed=4, input=tmp_path / "in.json", output=tmp_path / "out.json",
+        samples=300,
+        seed=4,
+        input=tmp_path / "in.json",
+        output=tmp_path / "out.json",
         cache_dir=node_cache,
     )
     assert json.loads((tmp_path / "in.json").read_text()) == {
-        "args": [], "kwargs": {"samples": 300, "seed": 4}
+        "args": [],
+        "kwargs": {"samples": 300, "seed": 4},
     }
     subprocess.run(argv, check=True, capture_output=True)
     assert json.loads((tmp_path / "out.json").read_text()) == job.simulate(300, 4)
@@ -405,7 +427,8 @@ def test_pack_without_outdir_reuses_the_pack(
 
 def test_unresolvable_imports_refuse_to_pack(tmp_path: Path) -> None:
     mod = _module_from_source(
-        tmp_path, "lfm_api_missing",
+        tmp_path,
+        "lfm_api_missing",
         "def f():\n    import lfm_no_such_module_anywhere\n    return 1\n",
     )
     with pytest.raises(LfmError, match="lfm_no_such_module_anywhere"):
@@ -426,10 +449,15 @@ def test_packed_pickles_as_its_paths_only(packed: Packed) -> None:
     back = pickle.loads(pickle.dumps(packed))
     assert back == packed and back.build is None
     proc = subprocess.run(
-        [sys.executable, "-c",
-         "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print(sorted(m for m in "
-         "sys.modules if m.startswith(('lfm_pack.pack.', 'libcst', 'click'))))"],
-        input=pickle.dumps(packed), capture_output=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print(sorted(m for m in "
+            "sys.modules if m.startswith(('lfm_pack.pack.', 'libcst', 'click'))))",
+        ],
+        input=pickle.dumps(packed),
+        capture_output=True,
+        check=True,
     )
     assert proc.stdout.decode().strip() == "[]"  # a worker unpickling it loads no packing code
 

@@ -33,7 +33,9 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> Packed:
         sys.path.insert(0, str(EXAMPLE))
     job = importlib.import_module("job")
     cache = shared_pack_cache(tmp_path_factory)
-    return lfm_pack.pack(job.simulate, tmp_path_factory.mktemp("pack"), verify=False, cache_dir=cache)
+    return lfm_pack.pack(
+        job.simulate, tmp_path_factory.mktemp("pack"), verify=False, cache_dir=cache
+    )
 
 
 @pytest.fixture(scope="module")

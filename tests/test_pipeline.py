@@ -8,7 +8,7 @@ from envbuild import FakeDist, fake_env
 
 from lfm_pack.analyze.pipeline import run_analysis
 
-JOB = '''
+JOB = """
 import importlib.metadata
 import requests  # only other() uses it
 
@@ -19,7 +19,7 @@ def version_of_plugin():
 
 def other():
     return requests.get("http://example.invalid")
-'''
+"""
 
 
 def test_metadata_lookup_ships_the_distribution_and_unreached_imports_do_not(
