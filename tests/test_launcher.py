@@ -287,8 +287,15 @@ def test_sigterm_to_the_launcher_reaches_the_tree(
     assert r["status"] == "signal" and r["resources"]["wall_time_s"] > 0.3
 
 
-def test_sixteen_launchers_on_a_cold_cache_extract_once(pack: DevPack, tmp_path: Path) -> None:
-    cache = tmp_path / "cold"
+def _launch_together(
+    pack: DevPack,
+    cache: Path,
+    tmp_path: Path,
+    n: int,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+) -> list[str]:
+    """Start `n` launchers at once on `cache`; all must succeed and exactly one extracts."""
     procs = [
         subprocess.Popen(
             [
@@ -306,15 +313,24 @@ def test_sixteen_launchers_on_a_cold_cache_extract_once(pack: DevPack, tmp_path:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
-        for i in range(16)
+        for i in range(n)
     ]
-    for i, pr in enumerate(procs):
-        out, err = pr.communicate(timeout=180)
+    outs = []
+    for pr in procs:
+        out, err = pr.communicate(timeout=timeout)
         assert pr.returncode == 0, err
-        assert json.loads(out)["n"] == i
-    hits = [json.loads((tmp_path / f"r{i}.json").read_text())["cache"]["hit"] for i in range(16)]
+        outs.append(out)
+    hits = [json.loads((tmp_path / f"r{i}.json").read_text())["cache"]["hit"] for i in range(n)]
     assert hits.count(False) == 1
+    return outs
+
+
+def test_sixteen_launchers_on_a_cold_cache_extract_once(pack: DevPack, tmp_path: Path) -> None:
+    cache = tmp_path / "cold"
+    outs = _launch_together(pack, cache, tmp_path, 16)
+    assert [json.loads(out)["n"] for out in outs] == list(range(16))
     assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == [pack.env_key]
     assert not list(cache.glob(".tmp.*"))
 
@@ -580,30 +596,5 @@ def test_without_flock_the_mkdir_lock_still_extracts_once(pack: DevPack, tmp_pat
         (bindir / tool).symlink_to(real)
     env = dict(os.environ, PATH=str(bindir))
     cache = tmp_path / "c"
-    procs = [
-        subprocess.Popen(
-            [
-                SH,
-                str(pack.launcher),
-                "--cache-dir",
-                str(cache),
-                "--target",
-                "simulate",
-                "--report",
-                str(tmp_path / f"r{i}.json"),
-                "--",
-                str(i),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for i in range(4)
-    ]
-    for pr in procs:
-        _out, err = pr.communicate(timeout=120)
-        assert pr.returncode == 0, err
-    hits = [json.loads((tmp_path / f"r{i}.json").read_text())["cache"]["hit"] for i in range(4)]
-    assert hits.count(False) == 1
+    _launch_together(pack, cache, tmp_path, 4, env=env, timeout=120)
     assert not list(cache.glob(".*.lockdir"))
