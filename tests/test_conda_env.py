@@ -12,7 +12,7 @@ from pathlib import Path
 
 import conda_pack
 import pytest
-from envbuild import PLACEHOLDER, env_info, standard_conda_prefix
+from envbuild import PLACEHOLDER, conda_base_python, env_info, standard_conda_prefix
 
 from lfm_pack.analyze.closure import compute_closure, why
 from lfm_pack.analyze.distributions import load_index
@@ -52,7 +52,7 @@ def test_records_are_conda_shaped(prefix: Path) -> None:
         "libgfortran-ng-13.2.0-h69a702a_0.json",
         "libopenblas-0.3.23-pthreads_h80387f5_0.json",
         "numpy-1.26.4-py311h64a7726_0.json",
-        "python-3.11.7-h_lfm_0_cpython.json",
+        f"python-{conda_base_python()[1]}-h_lfm_0_cpython.json",  # type: ignore[index]
         "python_abi-3.11-4_cp311.json",
         "pytorch-2.3.0-cpu_py311_0.json",
         "six-1.16.0-pyh6c4a22f_0.json",

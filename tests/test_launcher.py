@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pythons import base_python, find_python, other_pythons
 
 from lfm_pack.launch.devpack import DevPack, build_dev_pack
 from lfm_pack.launch.launcher import render_launcher
 from lfm_pack.launch.runtime.lfm_runtime.placeholder import missing
 
-PYTHON = os.path.realpath("/root/.pyenv/versions/3.11.7/bin/python3.11")
-if not os.path.exists(PYTHON):
-    PYTHON = os.path.realpath(shutil.which("python3") or "/usr/bin/python3")
+PYTHON = base_python()  # the interpreter running the tests, resolved to its base
 SH = shutil.which("dash") or "/bin/sh"
 
 JOB = """
@@ -539,16 +538,13 @@ def test_placeholders_inside_a_pack(tmp_path: Path) -> None:
     assert "requests was left out of this pack" in r["error"]["message"]
 
 
-INTERPRETERS = [
-    v
-    for v in ("3.8.18", "3.10.13", "3.12.1", "3.13.0")
-    if os.path.exists(f"/root/.pyenv/versions/{v}/bin/python3")
-]
+INTERPRETERS = other_pythons()  # every other CPython minor version found here
 
 
 @pytest.mark.parametrize("version", INTERPRETERS)
 def test_runtime_works_under_every_supported_python(tmp_path: Path, version: str) -> None:
-    py = os.path.realpath(f"/root/.pyenv/versions/{version}/bin/python3")
+    py = find_python(version)
+    assert py is not None
     pk = build_dev_pack(
         tmp_path / "p",
         name="v",

@@ -23,7 +23,10 @@ from envbuild import FakeDist, fake_env, real_venv
 from lfm_pack.pack import archive
 from lfm_pack.pack.verify import namespace_available, run_hidden
 
-pytestmark = pytest.mark.skipif(not namespace_available(), reason="needs root + unshare")
+pytestmark = pytest.mark.skipif(
+    not namespace_available(),
+    reason="needs a private mount namespace (root, or unprivileged user namespaces)",
+)
 
 BASE_PREFIX = os.path.realpath(sys.base_prefix)
 

@@ -17,17 +17,19 @@ import time
 from pathlib import Path
 
 import pytest
+from pythons import base_python
 
 from lfm_pack.launch.devpack import DevPack, build_dev_pack
 
-PYTHON = os.path.realpath("/root/.pyenv/versions/3.11.7/bin/python3.11")
-if not os.path.exists(PYTHON):
-    PYTHON = os.path.realpath(shutil.which("python3") or "/usr/bin/python3")
+PYTHON = base_python()  # the interpreter running the tests, resolved to its base
 SH = shutil.which("dash") or "/bin/sh"
 INFRA = 83
 NOBODY = 65534
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+#: Only tests that plant files owned by another user need root (chown); the rest run as anyone.
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root to chown files to another user"
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +90,7 @@ def private(path: Path) -> Path:
     return path
 
 
+@needs_root
 def test_cache_dir_of_another_user_refused(pack: DevPack, tmp_path: Path) -> None:
     cache = private(tmp_path / "c")
     os.chown(cache, NOBODY, NOBODY)
@@ -127,6 +130,7 @@ def test_symlinked_cache_dir_refused(pack: DevPack, tmp_path: Path) -> None:
     assert list(real.iterdir()) == []
 
 
+@needs_root
 def test_precreated_key_dir_of_another_user_is_not_trusted(pack: DevPack, tmp_path: Path) -> None:
     cache = private(tmp_path / "c")
     pwned = tmp_path / "pwned"
@@ -139,6 +143,7 @@ def test_precreated_key_dir_of_another_user_is_not_trusted(pack: DevPack, tmp_pa
     assert not pwned.exists()
 
 
+@needs_root
 def test_foreign_marker_inside_our_dir_is_not_trusted(pack: DevPack, tmp_path: Path) -> None:
     cache = private(tmp_path / "c")
     pwned = tmp_path / "pwned"

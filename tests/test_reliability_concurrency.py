@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 
 import pytest
+from pythons import base_python
 
 from lfm_pack.launch.devpack import DevPack, build_dev_pack
 
-PYTHON = os.path.realpath("/root/.pyenv/versions/3.11.7/bin/python3.11")
-if not os.path.exists(PYTHON):
-    PYTHON = os.path.realpath(shutil.which("python3") or "/usr/bin/python3")
+PYTHON = base_python()  # the interpreter running the tests, resolved to its base
 SH = shutil.which("dash") or "/bin/sh"
 SEED = int(os.environ.get("LFM_RELIABILITY_SEED", "20261126"))
 

@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pythons import base_python
 
 from lfm_pack.launch.devpack import DevPack, build_dev_pack
 from lfm_pack.launch.launcher import render_launcher
 
-PYTHON = os.path.realpath("/root/.pyenv/versions/3.11.7/bin/python3.11")
-if not os.path.exists(PYTHON):
-    PYTHON = os.path.realpath(shutil.which("python3") or "/usr/bin/python3")
+PYTHON = base_python()  # the interpreter running the tests, resolved to its base
 SH = shutil.which("dash") or "/bin/sh"
 INFRA = 83
 

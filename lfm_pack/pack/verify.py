@@ -1,18 +1,21 @@
 """Prove a pack runs somewhere else before handing it over: the hidden-prefix check.
 
 The archive is extracted to a fresh random directory; in a private mount namespace (`unshare
---mount`, we are root) tmpfs is mounted over the build environment's prefix, its base
+--mount` as root; as a normal user inside an unprivileged user namespace, `unshare --user
+--map-root-user --mount`) tmpfs is mounted over the build environment's prefix, its base
 interpreter's prefix and lfm-pack's own, so nothing can be loaded from where the pack was built.
 The packed interpreter then runs in isolated mode (-I), imports every module the analysis found
 and the target module, and reports the shared objects it mapped (a libpython from the host's
 /usr/lib would be a silent relocation bug). Independently every file of the tree is scanned:
 text files (shebangs included) and ELF RUNPATH/RPATH must not name the build prefix.
 
-Without the namespace (not root, no unshare) only the scan runs, and the result says so.
+Without any namespace (no unshare, user namespaces disabled) only the scan runs, and the
+result says so.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -117,13 +120,44 @@ def hide_targets(analysis: Analysis) -> tuple[list[str], list[str]]:
     return sorted(outer), sorted(set(files))
 
 
-def namespace_available() -> bool:
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return False
-    proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
+@functools.cache
+def namespace_argv() -> tuple[str, ...] | None:
+    """The `unshare` prefix that gives a private mount namespace here, or None.
+
+    Root gets a plain mount namespace. Anyone else gets one inside an unprivileged user
+    namespace (`--user --map-root-user`), which most kernels allow (HPC users are never root):
+    inside it tmpfs and bind mounts work on the user's own view of the filesystem only.
+    """
+    if not shutil.which("unshare"):
+        return None
+    tries: list[tuple[str, ...]] = (
+        [("unshare", "--mount", "--propagation", "private")] if os.geteuid() == 0 else []
     )
-    return proc.returncode == 0
+    tries.append(("unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"))
+    for argv in tries:
+        try:
+            proc = subprocess.run(
+                [
+                    *argv,
+                    "sh",
+                    "-c",
+                    "mount -t tmpfs -o size=4k lfm-probe /mnt 2>/dev/null || "
+                    "mount -t tmpfs -o size=4k lfm-probe /tmp",
+                ],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if proc.returncode == 0:
+            return argv
+    return None
+
+
+def namespace_available() -> bool:
+    """Whether a private mount namespace (as root, or in a user namespace) can be had here."""
+    return namespace_argv() is not None
 
 
 def _sh_quote(s: str) -> str:
@@ -145,12 +179,16 @@ def run_hidden(
     for f in hide_files:
         script.append(f"mount --bind /dev/null {_sh_quote(f)}")
     script.append('exec "$@"')
+    prefix = namespace_argv()
+    if prefix is None:
+        raise VerifyError(
+            "no private mount namespace can be had here (unshare missing, or user namespaces "
+            "disabled)",
+            hint="ask the site to allow unprivileged user namespaces, or verify as root",
+        )
     return subprocess.run(
         [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
+            *prefix,
             "sh",
             "-c",
             "\n".join(script),
@@ -335,7 +373,10 @@ def verify_tree(
                 notes.append(f"optional import {k} fails in the pack ({v})")
             imported = int(res["imported"])
         else:
-            notes.append("no private mount namespace here (needs root + unshare): scan only")
+            notes.append(
+                "no private mount namespace here (unshare missing or user namespaces disabled):"
+                " scan only"
+            )
         leaks, scanned = scan_tree(root, build_prefixes(analysis))
         if leaks:
             raise VerifyError(
