@@ -19,8 +19,10 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
-import pytest
+if TYPE_CHECKING:
+    import pytest
 
 
 def _candidates(minor: str) -> list[str]:
@@ -77,6 +79,8 @@ def find_python(minor: str) -> str | None:
 
 def needs_python(minor: str) -> pytest.MarkDecorator:
     """Skip the test unless a CPython `minor` is found (the reason names the version)."""
+    import pytest  # here, so .ci/as-user-pass.sh can use find_python without pytest
+
     return pytest.mark.skipif(
         find_python(minor) is None,
         reason=f"needs a CPython {minor} interpreter (none found; set LFM_TEST_PYTHONS)",

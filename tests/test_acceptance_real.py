@@ -35,7 +35,10 @@ from lfm_pack.pack.verify import namespace_available, run_hidden
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not namespace_available(), reason="needs a private mount namespace (root, or unprivileged user namespaces)"),
+    pytest.mark.skipif(
+        not namespace_available(),
+        reason="needs a private mount namespace (root, or unprivileged user namespaces)",
+    ),
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real"

@@ -20,7 +20,9 @@ import pytest
 from conftest import lfm_pack_cmd
 from envbuild import FakeDist, fake_env, real_venv
 
+from lfm_pack.analyze.environment import probe
 from lfm_pack.pack import archive
+from lfm_pack.pack.interpreter import site_dir_arc
 from lfm_pack.pack.verify import namespace_available, run_hidden
 
 pytestmark = pytest.mark.skipif(
@@ -29,6 +31,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 BASE_PREFIX = os.path.realpath(sys.base_prefix)
+#: Where the packed interpreter looks for packages: lib/python3.X/site-packages for upstream
+#: CPython, lib/python3/dist-packages for Debian's (asked of the interpreter, as the pack does).
+SITE = site_dir_arc(probe(python=sys.executable))
 
 JOB = """\
 import json
@@ -117,9 +122,9 @@ def test_function_runs_from_a_moved_pack_without_its_unused_imports(tmp_path: Pa
     assert summary["distributions"] == ["greet==1.0"]
     assert sorted(os.listdir(out)) == ["main-run", "main.lock.json", "main.tar.gz"]
     names = _names(out / "main.tar.gz")
-    assert "lib/python3.11/site-packages/greet/__init__.py" in names
-    assert "lib/python3.11/site-packages/greet-1.0.dist-info/METADATA" in names
-    assert "lib/python3.11/site-packages/greet/tests/test_greet.py" in names  # no --strip
+    assert f"{SITE}/greet/__init__.py" in names
+    assert f"{SITE}/greet-1.0.dist-info/METADATA" in names
+    assert f"{SITE}/greet/tests/test_greet.py" in names  # no --strip
     assert not [n for n in names if "requests" in n]  # imported at top, never used by main
     assert not [n for n in names if n.endswith("pyvenv.cfg") or "__pycache__" in n]
     assert "lib/python3.11/tkinter/__init__.py" not in names
@@ -154,8 +159,8 @@ def test_function_runs_from_a_moved_pack_without_its_unused_imports(tmp_path: Pa
     assert manifest["env_key"] == summary["env_key"]
     assert manifest["targets"][0]["module"] == "job"
     assert manifest["targets"][0]["app_path"] == ".lfm/app/0/job.py"
-    f = manifest["files"]["lib/python3.11/site-packages/greet/__init__.py"]
-    body = (x / "lib/python3.11/site-packages/greet/__init__.py").read_bytes()
+    f = manifest["files"][f"{SITE}/greet/__init__.py"]
+    body = (x / f"{SITE}/greet/__init__.py").read_bytes()
     assert f == {"size": len(body), "sha256": hashlib.sha256(body).hexdigest(), "mode": 0o644}
     assert {"name": "requests", "reason": f"imported at {proj / 'job.py'}:2 but never reached"} in (
         manifest["excluded"]
@@ -300,11 +305,11 @@ def test_whole_script_and_extra_file(tmp_path: Path) -> None:
     )
     names = _names_zst(out / "run_me.tar.zst")
     assert ".lfm/app/0/data/names.txt" in names and ".lfm/app/0/run_me.py" in names
-    assert "lib/python3.11/site-packages/greet/__init__.py" in names
+    assert f"{SITE}/greet/__init__.py" in names
     assert not [
         n
         for n in names
-        if n.startswith("lib/python3.11/site-packages/greet/")
+        if n.startswith(f"{SITE}/greet/")
         and n.endswith(("tests/test_greet.py", "docs/index.txt", ".pyi"))
     ]
     moved = _moved(out, tmp_path)
@@ -333,7 +338,7 @@ def test_compile_ships_valid_bytecode(tmp_path: Path) -> None:
     )
     names = _names(out / "main.tar")
     assert "lib/python3.11/__pycache__/os.cpython-311.pyc" in names
-    assert "lib/python3.11/site-packages/greet/__pycache__/__init__.cpython-311.pyc" in names
+    assert f"{SITE}/greet/__pycache__/__init__.cpython-311.pyc" in names
     x = tmp_path / "x"
     x.mkdir()
     archive.extract(str(out / "main.tar"), str(x))
@@ -364,7 +369,7 @@ def test_editable_install_is_refused_unless_shipped_as_source(tmp_path: Path) ->
         *("--compression", "zstd"),
     )
     assert any("editable" in n for n in json.loads(ok.stdout)["notes"])
-    assert "lib/python3.11/site-packages/mylib/__init__.py" in _names_zst(out / "f.tar.zst")
+    assert f"{SITE}/mylib/__init__.py" in _names_zst(out / "f.tar.zst")
     moved = _moved(out, tmp_path)
     run = run_hidden(
         [str(moved / "f-run"), "--cache-dir", str(tmp_path / "nc")], _hide(venv, proj, src)
@@ -459,7 +464,7 @@ def test_numpy_function_from_a_real_venv(tmp_path: Path) -> None:
     assert summary["distributions"] == ["numpy==1.26.4"]
     names = _names(out / "simulate.tar.gz")
     assert not [n for n in names if "/requests" in n or "/urllib3" in n or "/certifi" in n]
-    assert any(n.startswith("lib/python3.11/site-packages/numpy.libs/") for n in names)
+    assert any(n.startswith(f"{SITE}/numpy.libs/") for n in names)
     moved = _moved(out, tmp_path)
     run = run_hidden(
         [str(moved / "simulate-run"), "--cache-dir", str(tmp_path / "nc"), "--", "10"],
@@ -489,7 +494,7 @@ def test_include_ships_a_distribution_the_analysis_did_not_see(tmp_path: Path) -
         "--no-verify",
     )
     names = _names(out / "f.tar")
-    assert "lib/python3.11/site-packages/requests/__init__.py" in names
+    assert f"{SITE}/requests/__init__.py" in names
     moved = _moved(out, tmp_path)
     run = run_hidden(
         [str(moved / "f-run"), "--cache-dir", str(tmp_path / "nc"), "--", "requests"],
