@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import lfm_pack_cmd
 from envbuild import FakeDist, fake_env, real_venv
+from hiding import host_dirs
 
 from lfm_pack.analyze.environment import probe
 from lfm_pack.pack import archive
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs a private mount namespace (root, or unprivileged user namespaces)",
 )
 
-BASE_PREFIX = os.path.realpath(sys.base_prefix)
 #: Where the packed interpreter looks for packages: lib/python3.X/site-packages for upstream
 #: CPython, lib/python3/dist-packages for Debian's (asked of the interpreter, as the pack does).
 SITE = site_dir_arc(probe(python=sys.executable))
@@ -96,8 +96,7 @@ def pack(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 def _hide(*extra: Path) -> list[str]:
-    dirs = {BASE_PREFIX, os.path.realpath(sys.prefix), *(os.path.realpath(p) for p in extra)}
-    return sorted(d for d in dirs if d not in ("/", "/usr"))
+    return host_dirs(*extra)
 
 
 def _moved(out: Path, tmp_path: Path) -> Path:
