@@ -217,6 +217,10 @@ def command(
         raise click.UsageError("give TARGET... or --lock FILE (exactly one of them)")
     if lock_file and (python or prefix):
         raise click.UsageError("--python/--prefix come from the lock with --lock")
+    if name is not None:
+        from lfm_pack.pack.naming import checked_name
+
+        checked_name(name)  # before the analysis: a bad name costs nothing
     if level is not None and compression != "none":
         lo, hi = (1, 9) if compression == "gzip" else (-7, 22)
         if not lo <= level <= hi:
