@@ -58,8 +58,12 @@ def _split_strip(values: tuple[str, ...]) -> frozenset[str]:
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
-    """A step reporter: a byte progress bar for sized steps, a status line otherwise."""
-    if quiet:
+    """A step reporter: a byte progress bar for sized steps, a status line otherwise.
+
+    Only on a terminal: rich's live display ends with a newline when stderr is a file or a
+    pipe (a CI log), which would put a blank line before an error's one line.
+    """
+    if quiet or not err.is_terminal:
         yield lambda desc, total: lambda n: None
         return
     prog = Progress(
@@ -233,6 +237,9 @@ def command(
         from lfm_pack.pack.naming import checked_name
 
         checked_name(name)  # before the analysis: a bad name costs nothing
+    from lfm_pack.pack.outdir import precheck
+
+    precheck(outdir)  # likewise an -o that is a file or read-only
     if level is not None and compression != "none":
         lo, hi = (1, 9) if compression == "gzip" else (-7, 22)
         if not lo <= level <= hi:

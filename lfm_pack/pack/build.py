@@ -287,7 +287,18 @@ def check_resolvable(analysis: Analysis, allow_missing: bool) -> list[str]:
 
 
 def build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult:
-    """Build, verify and place one pack (see the module docstring)."""
+    """Build, verify and place one pack (see the module docstring).
+
+    The output directory is checked first and removed again if the pack fails (pack/outdir.py):
+    a full, read-only or impossible `-o` is one PackError naming the path and the errno.
+    """
+    from lfm_pack.pack import outdir
+
+    with outdir.guarded(req.outdir):
+        return _build_pack(req, progress)
+
+
+def _build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult:
     missing_notes = check_resolvable(req.analysis, req.allow_missing)
     t0 = time.monotonic()
     step = progress or _nullprogress
