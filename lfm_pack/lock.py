@@ -18,6 +18,8 @@ from lfm_pack.errors import InputFileError
 from lfm_pack.models import (
     SCHEMA_ANALYSIS,
     Analysis,
+    EditableSource,
+    Exclusion,
     Finding,
     ImportSite,
     Location,
@@ -127,6 +129,23 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             }
             for p in a.packages
         ],
+        "editables": [
+            {
+                "name": e.name,
+                "version": e.version,
+                "style": e.style,
+                "url": e.url,
+                "metadata_path": e.metadata_path,
+                "roots": list(e.roots),
+                "names": list(e.names),
+                "mode": e.mode,
+                "reason": e.reason,
+            }
+            for e in a.editables
+        ],
+        "excluded": [
+            {"name": x.name, "version": x.version, "reason": x.reason} for x in a.excluded
+        ],
         "extra": dict(a.extra),
     }
 
@@ -171,6 +190,24 @@ def analysis_from_json(d: dict[str, Any], origin: str = "<lock>") -> Analysis:
                 for p in d.get("placeholders", ())
             ),
             extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())),
+            editables=tuple(
+                EditableSource(
+                    name=e["name"],
+                    version=e["version"],
+                    style=e["style"],
+                    url=e.get("url"),
+                    metadata_path=e["metadata_path"],
+                    roots=tuple(e["roots"]),
+                    names=tuple(e.get("names", ())),
+                    mode=e.get("mode", "functions"),
+                    reason=e.get("reason", ""),
+                )
+                for e in d.get("editables", ())
+            ),
+            excluded=tuple(
+                Exclusion(x["name"], x.get("version", ""), x["reason"])
+                for x in d.get("excluded", ())
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputFileError(

@@ -1006,11 +1006,11 @@ def editable_layout(dist: Distribution) -> EditableLayout | None:
     names = [n for d in hooks.dirs for n in _top_level_names(d, dist)]
     unmapped: list[tuple[str, str]] = []
     for name, path in hooks.mapping:
-        root = _root_of(name, path)
-        if root is None:
+        mroot = _root_of(name, path)
+        if mroot is None:
             unmapped.append((name, path))
             continue
-        roots.append(root)
+        roots.append(mroot)
         names.append(name.split(".")[0])
     return EditableLayout(
         dist,
