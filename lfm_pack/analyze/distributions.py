@@ -174,7 +174,7 @@ class DistIndex:
         self._env = env
         self._entries = entries
         self._site_dirs = site_dirs
-        self._sites = {os.path.normpath(p) for p in env.site_packages}
+        self._develop = _develop_dirs(site_dirs)
         self._loaded = False
         self._tables: dict[str, dict[str, int]] = {}
         self._abs: dict[str, int] = {}
@@ -622,8 +622,8 @@ class DistIndex:
                     f"{e.meta_path}/direct_url.json is not valid JSON: {exc}",
                     hint="reinstall that distribution",
                 ) from exc
-        if e.kind == "egg-info" and e.base not in self._sites:
-            # `setup.py develop`: the .egg-info sits in the project, put on sys.path by a .pth
+        if e.kind == "egg-info" and e.base in self._develop:
+            # `setup.py develop`: the .egg-info sits in the project, which an `.egg-link` names
             editable, url = True, "file://" + e.base
         e.dist = Distribution(
             name=str(name),
@@ -694,7 +694,7 @@ class DistIndex:
                 raw = _read_text(e.meta_path + "/direct_url.json")
                 if raw is None or '"editable"' not in raw:
                     continue
-            elif e.base in self._sites:
+            elif e.base not in self._develop:
                 continue
             layout = editable_layout(self._dist(i))
             if layout is not None:
@@ -1109,6 +1109,28 @@ def _scan(env: EnvInfo) -> Iterable[_Entry]:
             key=normalize(parts[0]),
             version_hint=parts[1] if len(parts) == 3 else "",
         )
+
+
+def _develop_dirs(site_dirs: Iterable[str]) -> frozenset[str]:
+    """Project directories of `setup.py develop` installs: what each `*.egg-link` names.
+
+    An `.egg-info` outside the site directories is not enough evidence: Debian's system
+    Python lists `/usr/lib/python3/dist-packages` on sys.path but not as its site directory,
+    and its packages' egg-infos are ordinary installs. The egg-link (first line: the project
+    directory, the one `easy-install.pth` adds to sys.path) is what develop writes.
+    """
+    out: set[str] = set()
+    for d in site_dirs:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".egg-link"):
+                first = (_read_text(os.path.join(d, n)) or "").splitlines()[:1]
+                if first and first[0].strip():
+                    out.add(os.path.normpath(os.path.join(d, first[0].strip())))
+    return frozenset(out)
 
 
 def load_index(env: EnvInfo) -> DistIndex:
