@@ -223,3 +223,14 @@ def test_editable_metadata_lookup_ships_dist_info_without_following_requires(
     assert p.required_by == ("<import>",)
     assert [e.reason for e in a.editables] == ["its metadata is read"]
     assert "declared-only" not in {p.name for p in a.packages}
+
+
+def test_why_explains_an_editable_as_local_code(tmp_path: Path) -> None:
+    from lfm_pack.analyze.closure import why
+
+    venv, _ = editable_venv("setuptools-src")
+    a = analyze_in(["job.py:main"], env_info(venv), cwd=str(_job(tmp_path)))
+    chains = why("mypkg", a)
+    assert any(c[-1].startswith("mypkg (editable pth install, shipped as source") for c in chains)
+    assert any(c[:2] == ["job.py:main", "mypkg/core.py:fit"] for c in chains), chains
+    assert why("greetlib", a)[0][:2] == ["job.py:main", "mypkg/core.py:fit"]
