@@ -3,7 +3,9 @@
 The JSON that `lfm-pack analyze --json` prints is also the lock `lfm-pack pack --lock` consumes
 (analyze on a laptop, pack in CI), so it carries everything pack needs: the probed environment,
 the targets, local files and placeholders. Keys documented in the README are a contract: add
-freely, never rename.
+freely, never rename. `editables` lists the editable installs followed as local code (style,
+roots, mode, reason); `excluded` (in the lock written beside a pack) the closure members that
+pack's options left out, with the reason: that lock describes the archive.
 """
 
 from __future__ import annotations
