@@ -268,3 +268,41 @@ def test_skip_optional_lock_lists_only_what_ships(tmp_path: Path) -> None:
     reasons = {x["name"]: x["reason"] for x in lock["excluded"]}  # type: ignore[union-attr]
     assert set(reasons) == {"requests", "urllib3"}
     assert "--skip-optional" in reasons["requests"]
+
+
+@needs_namespace
+def test_local_placeholder_hint_to_include_produces_a_working_pack(tmp_path: Path) -> None:
+    """`from ._impl import helper` in a shipped package, used only through eval: the node's
+    error names the absolute module (`--include pkg`), and that pack works."""
+    venv = _venv(tmp_path)
+    proj = _proj(
+        tmp_path,
+        {
+            "job.py": "import pkg\n\n\ndef f():\n    return pkg.run()\n",
+            "pkg/__init__.py": "from ._impl import helper\n\n\ndef run():\n    return eval('helper')()\n",
+            "pkg/_impl.py": "import greet\n\n\ndef helper():\n    return greet.hello('impl')\n",
+        },
+    )
+    plain = tmp_path / "plain"
+    pack(proj, "--prefix", str(venv), "job.py:f", "-o", str(plain))
+    failed = _run(plain, tmp_path, [venv, proj])
+    assert failed.returncode == 81, failed.stderr
+    out = failed.stdout + failed.stderr
+    assert "pkg._impl was left out" in out and "--include pkg)" in out, out
+    fixed = tmp_path / "fixed"
+    pack(proj, "--prefix", str(venv), "job.py:f", "-o", str(fixed), "--include", "pkg")
+    run = _run(fixed, tmp_path, [venv, proj])
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == "hello, impl"
+
+
+@needs_namespace
+def test_metadata_lookup_hint_to_include_produces_a_working_pack(tmp_path: Path) -> None:
+    job = "from importlib.metadata import version\n\n\ndef f(name):\n    return version(name)\n"
+    venv = _venv(tmp_path)
+    proj = _proj(tmp_path, {"job.py": job})
+    out = tmp_path / "out"
+    pack(proj, "--prefix", str(venv), "job.py:f", "-o", str(out), "--include", "greet")
+    run = _run(out, tmp_path, [venv, proj], "greet")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == "1.0"

@@ -35,7 +35,7 @@ from lfm_pack.analyze.mapping import map_imports, map_sites
 from lfm_pack.analyze.modpath import find_module
 from lfm_pack.analyze.reach import reach
 from lfm_pack.analyze.reach_metadata import lookup_distribution
-from lfm_pack.analyze.reach_paths import FilePaths, path_findings, scan_file
+from lfm_pack.analyze.reach_paths import FilePaths, absolute_module, path_findings, scan_file
 from lfm_pack.analyze.targets import parse_target
 from lfm_pack.errors import TargetError, UsageError
 from lfm_pack.models import (
@@ -89,7 +89,7 @@ def _module_names(root: str, top: str) -> list[str]:
     Test packages inside the package (`pkg/tests/`) and `conftest.py` are left out: they
     import pytest and friends, which a job never needs.
     """
-    base = os.path.join(root, top)
+    base = os.path.join(root, *top.split("."))
     if os.path.isfile(base + ".py"):
         return [top]
     out: list[str] = []
@@ -371,7 +371,10 @@ def run_analysis(
 
 
 def _classify_include(name: str, analysis: Analysis, index: DistIndex) -> tuple[str, str]:
-    """("dist", key) | ("editable", key) | ("local", dotted module) for one --include NAME.
+    """("dist", key) | ("editable", key) | ("local", dotted modules, comma-separated).
+
+    A local package stands for all its modules (tests excepted), so the functions of its
+    submodules are followed too.
 
     A distribution name first (`scikit-learn`), then a local module under the analysis' roots
     (`helpers`, `mypkg.plugins.extra`), then an import name (`sklearn`, `yaml`) resolved to the
@@ -385,7 +388,8 @@ def _classify_include(name: str, analysis: Analysis, index: DistIndex) -> tuple[
         roots = list(analysis.local_roots) + [r for lay in index.editables() for r in lay.roots]
         loc = find_module(name, roots, env.ext_suffixes)
         if loc is not None and loc.path is not None:
-            return "local", name
+            # a package: all of it (its submodules' functions too), like an editable whole
+            return "local", ",".join(_module_names(loc.root, name)) if loc.is_package else name
         site = ImportSite(module=name, location=Location("<--include>", 0))
         (resolved,), _ = map_sites([site], env, index)
         if resolved.kind == "third-party" and resolved.distribution:
@@ -405,21 +409,6 @@ def _classify_include(name: str, analysis: Analysis, index: DistIndex) -> tuple[
     )
 
 
-def _placeholder_module(path: str, module: str, local_roots: Sequence[str]) -> str:
-    """A placeholder's module as an absolute dotted name (relative ones from the file)."""
-    if not module.startswith("."):
-        return module
-    level = len(module) - len(module.lstrip("."))
-    rest = module.lstrip(".")
-    root = next((r for r in sorted(local_roots, key=len, reverse=True) if _under(path, r)), None)
-    if root is None:
-        return module
-    pkg = os.path.relpath(os.path.dirname(path), root).replace(os.sep, ".")
-    parts = [] if pkg == "." else pkg.split(".")
-    base = parts[: len(parts) - (level - 1)] if level > 1 else parts
-    return ".".join([*base, rest] if rest else base)
-
-
 def _keep_included_imports(
     analysis: Analysis, dists: set[str], local: set[str], index: DistIndex
 ) -> tuple[Analysis, list[Finding]]:
@@ -433,8 +422,7 @@ def _keep_included_imports(
     env = analysis.env
     for p in analysis.placeholders:
         mods = [
-            _placeholder_module(p.path, m.strip(), analysis.local_roots)
-            for m in p.module.split(",")
+            absolute_module(p.path, m.strip(), analysis.local_roots) for m in p.module.split(",")
         ]
         covered = []
         for m in mods:
@@ -561,7 +549,8 @@ def for_pack(
     local: set[str] = set()
     for name in include:
         kind, value = _classify_include(name, analysis, index)
-        {"dist": dists, "editable": editables, "local": local}[kind].add(value)
+        for v in value.split(","):
+            {"dist": dists, "editable": editables, "local": local}[kind].add(v)
     names_of = {lay.dist.key: lay.names for lay in index.editables()}
     shipped_local = local | {n for k in editables for n in names_of.get(k, ())}
     a = analysis

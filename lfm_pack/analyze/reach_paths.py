@@ -350,3 +350,25 @@ def path_findings(path: str, found: FilePaths, roots: Sequence[str]) -> list[Fin
             )
         out.append(Finding("data-file", msg, Location(path, d.line)))
     return out
+
+
+def absolute_module(path: str, module: str, roots: Sequence[str]) -> str:
+    """An import's module as an absolute dotted name (`.x` in `<root>/pkg/m.py` -> `pkg.x`).
+
+    Relative names are resolved from the file's position under the deepest local root that
+    holds it; a name that cannot be resolved is returned unchanged.
+    """
+    if not module.startswith("."):
+        return module
+    level = len(module) - len(module.lstrip("."))
+    rest = module.lstrip(".")
+    holders = [r for r in roots if path.startswith(r.rstrip("/") + "/")]
+    if not holders:
+        return module
+    root = max(holders, key=len)
+    pkg = os.path.relpath(os.path.dirname(path), root).replace(os.sep, ".")
+    parts = [] if pkg == "." else pkg.split(".")
+    if level - 1 > len(parts):
+        return module
+    base = parts[: len(parts) - (level - 1)]
+    return ".".join([*base, rest] if rest else base) or module

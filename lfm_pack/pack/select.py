@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from lfm_pack.analyze.reach_paths import absolute_module
 from lfm_pack.errors import PackError
 from lfm_pack.models import Analysis, Distribution, Placeholder
 from lfm_pack.pack.archive import Entry
@@ -330,7 +331,18 @@ def local_entries(
             raise PackError(f"cannot read local file {f}: {exc}") from exc
         if f in by_file:
             src, encoding = decode_python(raw, f)
-            raw = rewrite_source(src, by_file[f], f).encode(encoding)
+            # absolute names in the placeholders: their error says `--include pkg._impl`,
+            # which works, where `._impl` would give an empty hint
+            named = [
+                replace(
+                    p,
+                    module=", ".join(
+                        absolute_module(f, m.strip(), roots) for m in p.module.split(",")
+                    ),
+                )
+                for p in by_file[f]
+            ]
+            raw = rewrite_source(src, named, f).encode(encoding)
         entries.append(Entry(arc, data=raw))
         app_of.append((f, arc))
     for x in extra_files:
