@@ -382,34 +382,13 @@ def test_verification_names_a_file_that_leaks_the_build_prefix(tmp_path: Path) -
     proj = _project(tmp_path)
     (proj / "settings.cfg").write_text(f"cache = {venv}/share/cache\n")
     out = tmp_path / "out"
-    res = pack(
-        proj,
-        "--prefix",
-        str(venv),
-        "job.py:main",
-        "-o",
-        str(out),
-        "--extra-file",
-        "settings.cfg",
-        "--compression",
-        "none",
-        check=False,
-    )
+    args = ("--prefix", str(venv), "job.py:main", "-o", str(out), "--extra-file", "settings.cfg")
+    res = pack(proj, *args, "--compression", "none", check=False)
     assert res.returncode == 7, res.stderr
     assert ".lfm/app/0/settings.cfg" in res.stderr
     assert not out.exists()  # the pack created it: removed again, nothing partial
     out.mkdir()
-    res = pack(
-        proj,
-        "--prefix",
-        str(venv),
-        "job.py:main",
-        "-o",
-        str(out),
-        "--extra-file",
-        "settings.cfg",
-        check=False,
-    )
+    res = pack(proj, *args, check=False)
     assert res.returncode == 7, res.stderr
     assert os.listdir(out) == []  # the user's dir stays, with nothing partial or unverified
 
