@@ -393,22 +393,15 @@ def test_verification_names_a_file_that_leaks_the_build_prefix(tmp_path: Path) -
     proj = _project(tmp_path)
     (proj / "settings.cfg").write_text(f"cache = {venv}/share/cache\n")
     out = tmp_path / "out"
-    res = pack(
-        proj,
-        "--prefix",
-        str(venv),
-        "job.py:main",
-        "-o",
-        str(out),
-        "--extra-file",
-        "settings.cfg",
-        "--compression",
-        "none",
-        check=False,
-    )
+    args = ("--prefix", str(venv), "job.py:main", "-o", str(out), "--extra-file", "settings.cfg")
+    res = pack(proj, *args, "--compression", "none", check=False)
     assert res.returncode == 7, res.stderr
     assert ".lfm/app/0/settings.cfg" in res.stderr
-    assert os.listdir(out) == []  # nothing partial, nothing unverified
+    assert not out.exists()  # the pack created it: removed again, nothing partial
+    out.mkdir()
+    res = pack(proj, *args, check=False)
+    assert res.returncode == 7, res.stderr
+    assert os.listdir(out) == []  # the user's dir stays, with nothing partial or unverified
 
 
 def test_verification_fails_when_a_needed_distribution_is_excluded(tmp_path: Path) -> None:
@@ -430,7 +423,7 @@ def test_verification_fails_when_a_needed_distribution_is_excluded(tmp_path: Pat
     )
     assert res.returncode == 7, res.stderr
     assert "greet" in res.stderr and "ModuleNotFoundError" in res.stderr
-    assert os.listdir(out) == []
+    assert not out.exists()  # the pack created it: removed again, nothing partial
 
 
 @pytest.mark.parametrize(
@@ -582,7 +575,7 @@ def test_interrupt_leaves_nothing_partial(tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
-    assert os.listdir(out) == []
+    assert not out.exists()  # the pack created it: removed again with everything inside
 
 
 def test_skip_optional_leaves_out_guarded_imports(tmp_path: Path) -> None:
