@@ -210,9 +210,11 @@ def test_exceptions_crashes_and_bad_requests_do_not_stop_the_server(
     assert "ValueError: bad input 7" in boom["report"]["error"]["traceback"]
     assert "bad input 7" in err  # the traceback on stderr, as in single-shot mode
     crash = res["crash"]
-    assert (crash["status"], crash["exit_code"]) == ("signal", 128 + signal.SIGSEGV)
+    assert (crash["status"], crash["exit_code"]) == ("crashed", 128 + signal.SIGSEGV)
+    assert crash["report"]["ended_by"] == "task"
     assert crash["report"]["exit"]["signal"] == "SIGSEGV"
-    assert (res["set"]["status"], res["set"]["exit_code"]) == ("error", 81)
+    assert (res["set"]["status"], res["set"]["exit_code"]) == ("ok", 0)
+    assert res["set"]["value"] == [1, 2]  # plain JSON (the CLI's default format)
     assert (res["exit3"]["status"], res["exit3"]["exit_code"]) == ("error", 3)
     assert res[None]["error"]["type"] == "RequestError" and res[None]["exit_code"] == 85
     assert res["typo"]["error"]["type"] == "RequestError"

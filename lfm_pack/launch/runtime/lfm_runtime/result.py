@@ -518,10 +518,25 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 
 
 # ------------------------------------------------------------------------------ files
+def _special(path: str) -> bool:
+    """An existing non-regular file (/dev/stdout, a FIFO): written into, never renamed over."""
+    import os
+    import stat
+
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` through a temp name beside it (removed on failure), then rename."""
     import os
 
+    if _special(path):
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return
     d = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(d, ".%s.%d.tmp" % (os.path.basename(path), os.getpid()))
     try:
@@ -549,6 +564,8 @@ def probe_writable(path: str) -> str | None:
     full = os.path.abspath(path)
     if path.endswith(os.sep) or os.path.isdir(full):
         return "it is a directory"
+    if _special(full):
+        return None if os.access(full, os.W_OK) else "permission denied"
     d = os.path.dirname(full)
     if not os.path.isdir(d):
         return "directory %s does not exist" % d

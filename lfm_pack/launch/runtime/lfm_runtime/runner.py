@@ -155,6 +155,12 @@ def exception_payload(exc: BaseException) -> dict[str, Any]:
     for a in exc.args:
         args.append(a if a is None or type(a) in (str, int, float, bool) else repr(a))
     out["args"] = args
+    attrs = {}
+    for k, v in getattr(exc, "__dict__", {}).items():
+        if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool)):
+            attrs[k] = v
+    if attrs:
+        out["attrs"] = attrs
     try:
         import base64
         import pickle
@@ -207,7 +213,7 @@ def load_input(path: str, fmt: str) -> tuple[list[Any], dict[str, Any]]:
         else:
             data = json.loads(raw.decode("utf-8"))
     except Exception as exc:  # noqa: BLE001 - JSON, UTF-8, unpickling (missing module...) alike
-        what = "a pickle" if fmt == "pickle" else "JSON"
+        what = "pickle" if fmt == "pickle" else "JSON"
         raise InputError(
             "--input %s is not valid %s: %s: %s" % (where, what, type(exc).__name__, exc)
         ) from None
