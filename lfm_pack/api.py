@@ -89,6 +89,9 @@ class RemoteError(RunError):
     remote traceback) is the fallback when the type is not importable on this side.
     """
 
+    remote_type: str
+    remote_traceback: str
+
     def __init__(self, message: str, result: Result, hint: str | None = None) -> None:
         super().__init__(message, result, hint)
         _init_remote(self, message, result, hint)
@@ -172,8 +175,15 @@ class Result:
         value = None if self.encoded is not None else self.value
         return (
             _result_from_wire,
-            (value, self.exit_code, self.report, self.stdout, self.stderr, self.report_path,
-             self.encoded),
+            (
+                value,
+                self.exit_code,
+                self.report,
+                self.stdout,
+                self.stderr,
+                self.report_path,
+                self.encoded,
+            ),
         )
 
     @property
@@ -256,7 +266,7 @@ def decode_value(data: bytes) -> Any:
 
     try:
         return decode_bytes(data)
-    except Exception as exc:  # noqa: BLE001 - e.g. the pickle names a module missing here
+    except Exception as exc:  # e.g. the pickle names a module missing here
         return UndecodedValue(_pickled_type(data), f"{type(exc).__name__}: {exc}", data)
 
 
@@ -273,7 +283,7 @@ def _pickled_type(data: bytes) -> str:
                 strings.append(arg)
             if op.name == "STACK_GLOBAL" and len(strings) >= 2:
                 return f"{strings[-2]}.{strings[-1]}"
-    except Exception:  # noqa: BLE001 - a truncated or foreign pickle
+    except Exception:  # a truncated or foreign pickle
         pass
     return "pickled value"
 

@@ -18,6 +18,7 @@ the original on the receiving side, where the type may well be importable.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copyreg
 import importlib
 import pickle
@@ -57,7 +58,7 @@ def derived_class(
     key = (orig, base)
     if key in _CLASSES:
         return _CLASSES[key]
-    cls: type[BaseException] | None = None
+    cls: Any = None
     if issubclass(orig, Exception) and not issubclass(orig, base) and orig is not Exception:
         namespace = {
             "__module__": orig.__module__,
@@ -73,8 +74,9 @@ def derived_class(
             cls = _RemoteMeta(orig.__name__, (orig, base), namespace)
         except TypeError:  # layout conflict, or a type that cannot be subclassed
             cls = None
-    _CLASSES[key] = cls
-    return cls
+    made: type[BaseException] | None = cls
+    _CLASSES[key] = made
+    return made
 
 
 def _reduce_class(cls: _RemoteMeta) -> tuple[Any, ...]:
@@ -90,7 +92,7 @@ def load_original(err: Mapping[str, Any]) -> BaseException | None:
     if isinstance(data, str) and data:
         try:
             exc = pickle.loads(base64.b64decode(data))
-        except Exception:  # noqa: BLE001 - its module is not importable here, or it changed
+        except Exception:  # its module is not importable here, or it changed
             exc = None
         if isinstance(exc, BaseException):
             return exc
@@ -101,7 +103,7 @@ def load_original(err: Mapping[str, Any]) -> BaseException | None:
         obj: Any = importlib.import_module(mod)
         for part in qual.split("."):
             obj = getattr(obj, part)
-    except Exception:  # noqa: BLE001 - ImportError, AttributeError, or a failing import
+    except Exception:  # ImportError, AttributeError, or a failing import
         return None
     if not (isinstance(obj, type) and issubclass(obj, BaseException)):
         return None
@@ -135,10 +137,10 @@ def rebuild(
     else:
         ctor = _constructor_args(orig)
         out = cls.__new__(cls, *ctor)
-        try:  # C-level state (OSError.errno/filename, UnicodeError fields) comes from __init__
+        # C-level state (OSError.errno/filename, UnicodeError fields) comes from __init__; a
+        # custom __init__ with another signature may refuse the args (its __dict__ follows)
+        with contextlib.suppress(Exception):
             type(orig).__init__(out, *ctor)
-        except Exception:  # noqa: BLE001 - a custom __init__ with another signature
-            pass
         out.args = orig.args
         init_base(out)
         out.__dict__.update(getattr(orig, "__dict__", {}))
@@ -151,7 +153,7 @@ def _constructor_args(exc: BaseException) -> tuple[Any, ...]:
     """The arguments pickle would call the type with (OSError's include the filename)."""
     try:
         rv = exc.__reduce__()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return exc.args
     if isinstance(rv, tuple) and len(rv) >= 2 and rv[0] is type(exc) and isinstance(rv[1], tuple):
         return rv[1]

@@ -327,6 +327,9 @@ def test_warm_server_values_exceptions_coroutines_and_generators(
 
 
 # ---------------------------------------------------------------------------- Dask and Parsl
+# (~20 s each on a loaded 2-core machine: slow-marked; test_dask/test_parsl check the exception
+# type in the default suite)
+@pytest.mark.slow
 def test_values_and_exceptions_through_dask(
     packed: Packed, node_cache: Path, samples: types.ModuleType
 ) -> None:
@@ -343,8 +346,9 @@ def test_values_and_exceptions_through_dask(
             lfm_dask.submit(client, packed, "sample", kind, cache_dir=node_cache)
             for kind in ("tuple_of_arrays", "user_class", "datetime_zone", "dataclass")
         ]
-        for fut, kind in zip(futures, ("tuple_of_arrays", "user_class", "datetime_zone",
-                                       "dataclass"), strict=True):
+        for fut, kind in zip(
+            futures, ("tuple_of_arrays", "user_class", "datetime_zone", "dataclass"), strict=True
+        ):
             assert same(fut.result().value, samples.sample(kind)), kind
         bad = lfm_dask.submit(client, packed, "fail", "unpicklable_init", cache_dir=node_cache)
         with pytest.raises(samples.SampleError) as info:
@@ -352,6 +356,7 @@ def test_values_and_exceptions_through_dask(
         assert isinstance(info.value, RemoteError) and info.value.code == 7  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_values_and_exceptions_through_parsl(
     packed: Packed, node_cache: Path, samples: types.ModuleType, tmp_path: Path
 ) -> None:
@@ -379,8 +384,9 @@ def test_values_and_exceptions_through_parsl(
     kernel = parsl.load(config)
     try:
         app = lfm_parsl.python_app(packed, cache_dir=node_cache)
-        assert same(app("sample", "tuple_of_arrays").result().value,
-                    samples.sample("tuple_of_arrays"))
+        assert same(
+            app("sample", "tuple_of_arrays").result().value, samples.sample("tuple_of_arrays")
+        )
         assert app("sample", "user_class").result().value == samples.Thing(5)
         with pytest.raises(ValueError, match="bad value 7") as info:
             app("fail", "value").result()
@@ -493,8 +499,11 @@ def one_line(stderr: str) -> str:
 
 def test_async_and_generator_targets_single_shot_and_warm(dev: tuple[DevPack, Path]) -> None:
     pk, cache = dev
-    for target, arg, want in (("adouble", "4", [4, 8]), ("squares", "4", [0, 1, 4, 9]),
-                              ("countdown", "3", [3, 2, 1])):
+    for target, arg, want in (
+        ("adouble", "4", [4, 8]),
+        ("squares", "4", [0, 1, 4, 9]),
+        ("countdown", "3", [3, 2, 1]),
+    ):
         p = launch(pk, cache, "--target", target, "--", arg)
         assert p.returncode == 0 and json.loads(p.stdout) == want, p.stderr
         with WarmServer(pk.launcher, cache_dir=cache, target=target, sh=SH) as srv:
@@ -545,13 +554,23 @@ def test_a_full_or_read_only_filesystem_is_an_output_error(
     assert ns is not None
     small = tmp_path / "small"
     small.mkdir()
-    script = (
-        'mount -t tmpfs -o "$1" lfm-test "$2" && shift 2 && exec "$@"'
-    )
+    script = 'mount -t tmpfs -o "$1" lfm-test "$2" && shift 2 && exec "$@"'
 
     def inside(opts: str, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [*ns, "sh", "-c", script, "sh", opts, str(small), SH, str(pk.launcher),
-                "--cache-dir", str(cache), *args]
+        argv = [
+            *ns,
+            "sh",
+            "-c",
+            script,
+            "sh",
+            opts,
+            str(small),
+            SH,
+            str(pk.launcher),
+            "--cache-dir",
+            str(cache),
+            *args,
+        ]
         return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
     p = inside("size=64k", "--target", "big", "--output", f"{small}/v.json", "--", "1000000")
@@ -601,8 +620,21 @@ def test_input_from_stdin(dev: tuple[DevPack, Path]) -> None:
     p = launch(pk, cache, "--target", "echo", "--input", "-", stdin=json.dumps(data).encode())
     assert p.returncode == 0 and json.loads(p.stdout) == {"args": [1, [2]], "kwargs": {"k": "v"}}
     blob = pickle.dumps({"args": [(1, 2)], "kwargs": {}})
-    p = launch(pk, cache, "--target", "echo", "--input", "-", "--input-format", "pickle",
-               "--output-format", "typed", "--output", "/dev/stdout", stdin=blob)
+    p = launch(
+        pk,
+        cache,
+        "--target",
+        "echo",
+        "--input",
+        "-",
+        "--input-format",
+        "pickle",
+        "--output-format",
+        "typed",
+        "--output",
+        "/dev/stdout",
+        stdin=blob,
+    )
     assert p.returncode == 0, p.stderr
     assert decode_bytes(p.stdout.encode()) == {"args": [(1, 2)], "kwargs": {}}
     p = launch(pk, cache, "--target", "echo", "--input", "-", stdin=b"")
@@ -638,8 +670,19 @@ def test_a_kill_from_outside_is_not_a_crash(dev: tuple[DevPack, Path], tmp_path:
     rep = tmp_path / "r.json"
     pidfile = tmp_path / "pid"
     proc = subprocess.Popen(
-        [SH, str(pk.launcher), "--cache-dir", str(cache), "--target", "pid_then_sleep",
-         "--report", str(rep), "--", str(pidfile), "30"],
+        [
+            SH,
+            str(pk.launcher),
+            "--cache-dir",
+            str(cache),
+            "--target",
+            "pid_then_sleep",
+            "--report",
+            str(rep),
+            "--",
+            str(pidfile),
+            "30",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -371,6 +371,7 @@ def test_python_client(pack: DevPack, cache: Path) -> None:
         assert exc.value.result.exit_code == 81
         assert exc.value.result.error is not None
         assert exc.value.result.error["type"] == "TypeError"
+        assert isinstance(exc.value, TypeError)  # the function's own type, also a WarmCallError
         results = srv.map([[i, i] for i in range(20)])
         assert [r.value["sum"] for r in results] == [2 * i for i in range(20)]
         assert all(r.report is not None and r.report["mode"] == "warm" for r in results)

@@ -95,7 +95,7 @@ def _decode(msg: Mapping[str, Any]) -> Any:
         return decode_value(base64.b64decode(msg["value_pickle"]))
     try:
         return decode_typed(msg.get("value"))
-    except Exception as exc:  # noqa: BLE001 - a newer tag, or a broken payload
+    except Exception as exc:  # a newer tag, or a broken payload
         return UndecodedValue("value", f"{type(exc).__name__}: {exc}")
 
 

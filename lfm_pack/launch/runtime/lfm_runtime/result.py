@@ -88,7 +88,7 @@ def encode(value: Any, fmt: str) -> Encoded:
     try:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return Encoded("pickle", data, name, reason)
-    except Exception as exc:  # noqa: BLE001 - any failure of a user __reduce__ lands here
+    except Exception as exc:  # any failure of a user __reduce__ lands here
         why = "cannot be pickled: %s: %s" % (type(exc).__name__, exc)
     desc = unsaved_descriptor(value, name, why)
     return Encoded("unsaved", json.dumps(desc).encode("utf-8"), name, why)
@@ -97,7 +97,7 @@ def encode(value: Any, fmt: str) -> Encoded:
 def unsaved_descriptor(value: Any, name: str, reason: str) -> dict[str, Any]:
     try:
         text = repr(value)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         text = "<repr failed: %s>" % (exc,)
     if len(text) > 2000:
         text = text[:2000] + "..."
@@ -189,7 +189,10 @@ def to_typed(x: Any, path: list[int]) -> Any:
             if t is dict:
                 if TAG not in x and all(type(k) is str for k in x):
                     return {k: to_typed(v, path) for k, v in x.items()}
-                return {TAG: "dict", "v": [[to_typed(k, path), to_typed(v, path)] for k, v in x.items()]}
+                return {
+                    TAG: "dict",
+                    "v": [[to_typed(k, path), to_typed(v, path)] for k, v in x.items()],
+                }
             return {TAG: t.__name__, "v": [to_typed(v, path) for v in x]}
         finally:
             path.pop()
@@ -365,7 +368,7 @@ def _dec_datetime(obj: dict[str, Any]) -> Any:
     if tag == "timedelta":
         d, s, us = obj["v"]
         return dt.timedelta(days=d, seconds=s, microseconds=us)
-    cls = {"date": dt.date, "datetime": dt.datetime, "time": dt.time}[tag]
+    cls: Any = {"date": dt.date, "datetime": dt.datetime, "time": dt.time}[tag]
     value = cls.fromisoformat(obj["v"])
     if "tzname" in obj and value.tzinfo is not None:
         value = value.replace(tzinfo=dt.timezone(value.utcoffset(), obj["tzname"]))
@@ -451,10 +454,13 @@ _STRUCT = {
 
 
 def _dec_array(obj: dict[str, Any]) -> Any:
+    np: Any = None
     try:
-        import numpy as np
+        import numpy
+
+        np = numpy
     except ImportError:
-        np = None
+        pass
     tag = obj[TAG]
     dtype = obj["dtype"]
     if "v" in obj:  # a str array, kept as nested lists

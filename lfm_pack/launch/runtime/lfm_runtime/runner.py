@@ -139,7 +139,7 @@ def _error_info(exc: BaseException, phase: str) -> dict[str, Any]:
 def _safe_str(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error itself
+    except Exception:  # a broken __str__ must not hide the error itself
         return "<%s with an unprintable message>" % type(exc).__name__
 
 
@@ -174,7 +174,7 @@ def exception_payload(exc: BaseException) -> dict[str, Any]:
                 len(data),
                 MAX_EXCEPTION_PICKLE,
             )
-    except Exception as err:  # noqa: BLE001 - any failure of a user __reduce__/__init__
+    except Exception as err:  # any failure of a user __reduce__/__init__
         out["pickle_error"] = "%s: %s" % (type(err).__name__, _safe_str(err))
     return out
 
@@ -212,15 +212,13 @@ def load_input(path: str, fmt: str) -> tuple[list[Any], dict[str, Any]]:
             data = pickle.loads(raw)
         else:
             data = json.loads(raw.decode("utf-8"))
-    except Exception as exc:  # noqa: BLE001 - JSON, UTF-8, unpickling (missing module...) alike
+    except Exception as exc:  # JSON, UTF-8, unpickling (missing module...) alike
         what = "pickle" if fmt == "pickle" else "JSON"
         raise InputError(
             "--input %s is not valid %s: %s: %s" % (where, what, type(exc).__name__, exc)
         ) from None
     if not isinstance(data, dict) or not set(data) <= {"args", "kwargs"}:
-        raise InputError(
-            '--input %s must hold an object {"args": [...], "kwargs": {...}}' % where
-        )
+        raise InputError('--input %s must hold an object {"args": [...], "kwargs": {...}}' % where)
     args = data.get("args", [])
     kwargs = data.get("kwargs", {})
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
