@@ -59,7 +59,7 @@ for minor in 3.10 3.11 3.12 3.13; do
 done
 chmod a+rx "$PY_DIR" 2>/dev/null || true
 chown -R "$U" "$BASE"
-echo "as-user-pass: as $U in $BASE/repo, interpreters lent:${pythons:- none}"
+echo "as-user-pass: as $U in $BASE/repo, interpreters lent: ${pythons#:}"
 su "$U" -s /bin/bash -c "cd '$BASE/repo' && export HOME='$BASE/home' PATH=/usr/local/bin:/usr/bin:/bin \
     LFM_TEST_PYTHONS='${pythons#:}' PIP_DISABLE_PIP_VERSION_CHECK=1 && \
     SUITES='$SUITES' && $(declare -f run_suites) && run_suites"

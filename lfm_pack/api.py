@@ -476,7 +476,8 @@ def pack(
     rebuild. The keyword options mirror `lfm-pack pack`.
     """
     from lfm_pack.models import Analysis
-    from lfm_pack.pack.build import PackRequest, build_pack, default_name, safe_name
+    from lfm_pack.pack.build import PackRequest, build_pack
+    from lfm_pack.pack.naming import checked_name, default_name
     from lfm_pack.pack.select import STRIP_CHOICES, Options
 
     analysis = (
@@ -497,7 +498,7 @@ def pack(
         allow_unrelocatable=allow_unrelocatable,
         compile=compile,
     )
-    pack_name = safe_name(name) if name else default_name(analysis)
+    pack_name = checked_name(name) if name else default_name(analysis)
     if outdir is None:
         from lfm_pack.pack import manifest
 

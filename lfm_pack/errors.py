@@ -33,6 +33,12 @@ class LfmError(Exception):
         self.hint = hint
 
 
+class UsageError(LfmError):
+    """The command line asks for something contradictory or impossible (exit 2, like click)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class TargetError(LfmError):
     """The target (file, module, function) cannot be found, read or parsed."""
 

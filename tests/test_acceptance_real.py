@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from conftest import lfm_pack_cmd
 from envbuild import python_of, real_venv
+from hiding import host_dirs
 
 from lfm_pack.pack.verify import namespace_available, run_hidden
 
@@ -42,7 +43,6 @@ pytestmark = [
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real"
-BASE_PREFIX = os.path.realpath(sys.base_prefix)
 LFM_VENV = os.path.realpath(sys.prefix)
 
 # The versions the acceptance run of docs/acceptance.md used (pinned: examples break across
@@ -148,7 +148,7 @@ def _run_hidden(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the pack with the build interpreter, the source env and the project hidden."""
-    hidden = sorted({BASE_PREFIX, LFM_VENV, _env_root(python), str(pack.home_dir)})
+    hidden = host_dirs(LFM_VENV, _env_root(python), pack.home_dir)
     cache = pack.run_dir.parent / "cache"
     return run_hidden(
         [str(pack.run_dir / f"{name}-run"), "--cache-dir", str(cache), "--", *args],

@@ -250,15 +250,32 @@ CASES = [
         r"cannot run .*pyx: Exec format error",
     ),
     Case(
-        # A relative name without a slash must not be looked up on $PATH (`python3` there!).
-        "python-relative-name",
+        # A bare name is a command on PATH, as in a shell; a file of that name here is ./name.
+        "python-bare-name-not-on-path",
         lambda p, v: [
             "--python",
-            _exe(p / "python3", "#!/bin/sh\necho '{}'\n").rsplit("/")[-1],
+            _exe(p / "mypython", "#!/bin/sh\necho '{}'\n").rsplit("/")[-1],
+            "job.py:simulate",
+        ],
+        4,
+        r"--python mypython: not found on PATH \(a file of that name is here: pass \./mypython\)",
+    ),
+    Case(
+        "python-dot-slash-name",
+        lambda p, v: [
+            "--python",
+            "./" + _exe(p / "python3", "#!/bin/sh\necho '{}'\n").rsplit("/")[-1],
             "job.py:simulate",
         ],
         4,
         r"proj/python3 is not a Python interpreter lfm-pack understands",
+    ),
+    Case(
+        # a program that echoes its arguments must not dump the probe script into the error
+        "python-echoes-the-probe",
+        lambda p, v: ["--python", "/bin/ls", "job.py:simulate"],
+        4,
+        r"/bin/ls failed the probe \(exit 2\): /bin/ls: cannot access …$",
     ),
     Case(
         "python-wrong-json",
@@ -296,7 +313,7 @@ CASES = [
     Case(
         "python-and-prefix",
         lambda p, v: ["--python", sys.executable, "--prefix", str(v), "job.py:simulate"],
-        4,
+        2,
         r"mutually exclusive",
     ),
 ]
@@ -306,6 +323,24 @@ CASES = [
 def test_error_path(case: Case, proj: Path, venv: Path) -> None:
     proc = run(case.setup(proj, venv), proj)
     assert_one_line_error(proc, case.code, case.pattern)
+
+
+def test_python_by_name_is_looked_up_on_path(proj: Path, venv: Path) -> None:
+    """`--python NAME` finds NAME on PATH, as a shell would (here: the venv's bin/ first)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+    argv = [sys.executable, "-m", "lfm_pack", "analyze", "--python", "python", "--json"]
+    proc = subprocess.run(
+        [*argv, "job.py:simulate"],
+        cwd=proj,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["environment"]["prefix"] == str(venv)
 
 
 def test_function_not_found_suggests_close_names(proj: Path, venv: Path) -> None:

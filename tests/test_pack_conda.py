@@ -11,12 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import lfm_pack_cmd
 from envbuild import CondaPkgSpec, conda_base_python, conda_prefix, standard_conda_packages
+from hiding import host_dirs
 
 from lfm_pack.pack.verify import namespace_available, run_hidden
 
@@ -63,12 +63,7 @@ def _pack(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _hide(*paths: Path) -> list[str]:
-    dirs = {
-        os.path.realpath(sys.base_prefix),
-        os.path.realpath(sys.prefix),
-        *(os.path.realpath(p) for p in paths),
-    }
-    return sorted(dirs)
+    return host_dirs(*paths)
 
 
 def _project(tmp_path: Path, text: str) -> Path:

@@ -154,3 +154,55 @@ def test_missing_import_refused_unless_allowed(tmp_path: Path) -> None:
     ran = _run(tmp_path / "out", tmp_path / "run" / "cache")
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == "cpu"
+
+
+def test_unreached_local_imports_are_not_called_left_out(tmp_path: Path) -> None:
+    """`from ._impl import x` / `from . import plotting` unread by the target: named as local
+    modules that stay home (never as if a distribution were left out); once a reached
+    function needs `_impl` it ships and is not listed at all."""
+    pkg = tmp_path / "proj" / "mypkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_impl.py").write_text("def helper():\n    return 2\n")
+    (pkg / "plotting.py").write_text("def draw():\n    return 3\n")
+    (pkg / "job.py").write_text(
+        "import json\nimport requests\nfrom ._impl import helper\nfrom . import plotting\n\n"
+        "def main():\n    return 1\n\ndef other():\n    return helper() + plotting.draw()\n"
+    )
+    proc = subprocess.run(
+        [*lfm_pack_cmd(), "pack", "mypkg/job.py:main", "-o", "out", "--allow-missing"],
+        cwd=tmp_path / "proj",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = " ".join(proc.stderr.split())
+    assert (
+        "not shipped (imported but never reached; a stand-in raises if used): requests, "
+        "._impl, .plotting"
+    ) in summary
+    assert "left out" not in summary
+    (pkg / "job.py").write_text(
+        "import requests\nfrom ._impl import helper\nfrom . import plotting\n\n"
+        "def main():\n    return helper()\n\ndef other():\n    return plotting.draw()\n"
+    )
+    proc = subprocess.run(
+        [*lfm_pack_cmd(), "pack", "mypkg/job.py:main", "-o", "out2", "--allow-missing"],
+        cwd=tmp_path / "proj",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = " ".join(proc.stderr.split())
+    assert "_impl" not in summary and "plotting" in summary
+    names = subprocess.run(
+        ["tar", "tzf", str(tmp_path / "proj" / "out2" / "main.tar.gz")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert any(n.endswith("mypkg/_impl.py") for n in names)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import lfm_pack_cmd
 from envbuild import FakeDist, fake_env, real_venv
+from hiding import host_dirs
 
 from lfm_pack.analyze.environment import probe
 from lfm_pack.pack import archive
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs a private mount namespace (root, or unprivileged user namespaces)",
 )
 
-BASE_PREFIX = os.path.realpath(sys.base_prefix)
 #: Where the packed interpreter looks for packages: lib/python3.X/site-packages for upstream
 #: CPython, lib/python3/dist-packages for Debian's (asked of the interpreter, as the pack does).
 SITE = site_dir_arc(probe(python=sys.executable))
@@ -96,8 +96,7 @@ def pack(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 def _hide(*extra: Path) -> list[str]:
-    dirs = {BASE_PREFIX, os.path.realpath(sys.prefix), *(os.path.realpath(p) for p in extra)}
-    return sorted(d for d in dirs if d not in ("/", "/usr"))
+    return host_dirs(*extra)
 
 
 def _moved(out: Path, tmp_path: Path) -> Path:
@@ -383,22 +382,15 @@ def test_verification_names_a_file_that_leaks_the_build_prefix(tmp_path: Path) -
     proj = _project(tmp_path)
     (proj / "settings.cfg").write_text(f"cache = {venv}/share/cache\n")
     out = tmp_path / "out"
-    res = pack(
-        proj,
-        "--prefix",
-        str(venv),
-        "job.py:main",
-        "-o",
-        str(out),
-        "--extra-file",
-        "settings.cfg",
-        "--compression",
-        "none",
-        check=False,
-    )
+    args = ("--prefix", str(venv), "job.py:main", "-o", str(out), "--extra-file", "settings.cfg")
+    res = pack(proj, *args, "--compression", "none", check=False)
     assert res.returncode == 7, res.stderr
     assert ".lfm/app/0/settings.cfg" in res.stderr
-    assert os.listdir(out) == []  # nothing partial, nothing unverified
+    assert not out.exists()  # the pack created it: removed again, nothing partial
+    out.mkdir()
+    res = pack(proj, *args, check=False)
+    assert res.returncode == 7, res.stderr
+    assert os.listdir(out) == []  # the user's dir stays, with nothing partial or unverified
 
 
 def test_verification_fails_when_a_needed_distribution_is_excluded(tmp_path: Path) -> None:
@@ -420,7 +412,7 @@ def test_verification_fails_when_a_needed_distribution_is_excluded(tmp_path: Pat
     )
     assert res.returncode == 7, res.stderr
     assert "greet" in res.stderr and "ModuleNotFoundError" in res.stderr
-    assert os.listdir(out) == []
+    assert not out.exists()  # the pack created it: removed again, nothing partial
 
 
 @pytest.mark.parametrize(
@@ -572,7 +564,7 @@ def test_interrupt_leaves_nothing_partial(tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
-    assert os.listdir(out) == []
+    assert not out.exists()  # the pack created it: removed again with everything inside
 
 
 def test_skip_optional_leaves_out_guarded_imports(tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from envbuild import FakeDist, env_info, fake_env
 
 from lfm_pack.analyze import reach_cache
-from lfm_pack.analyze.environment import probe
 from lfm_pack.analyze.reach import reach, target_root, uses_relative_imports, with_guard_env
 from lfm_pack.analyze.reach_metadata import lookup_distribution
 from lfm_pack.analyze.targets import parse_target
@@ -31,8 +31,13 @@ CASES = sorted(p for p in FIXTURES.iterdir() if (p / "expected.json").is_file())
 
 
 @pytest.fixture(scope="session")
-def env() -> EnvInfo:
-    return probe()
+def env(tmp_path_factory: pytest.TempPathFactory) -> EnvInfo:
+    """A bare venv: what the expected files say must not depend on what the test venv holds
+    (installing matplotlib for the plot tests brought pillow, and `from PIL import Image`
+    then resolves one level deeper)."""
+    # click is installed so that a local click.py shadows it (shadow_thirdparty)
+    click = FakeDist("click", "8.1.7", {"click/__init__.py": ""})
+    return env_info(fake_env(tmp_path_factory.mktemp("bare"), [click]))
 
 
 @pytest.fixture()

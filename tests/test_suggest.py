@@ -255,6 +255,18 @@ def test_cli_formats(reports: Path) -> None:
     assert c["memory_bytes"] == 400 * MIB  # 300..317 MiB fall in the (300, 400] bucket
 
 
+def test_slurm_format_with_several_functions_asks_which(reports: Path) -> None:
+    """`sbatch $(... --format slurm)` must never receive labels or several flag sets."""
+    proc = lfm("suggest", str(reports), "--format", "slurm")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--format slurm needs one function and one policy" in proc.stderr
+    assert "--category" in proc.stderr and "Traceback" not in proc.stderr
+    proc = lfm("suggest", str(reports), "--category", "job.py:simulate", "--policy", "all")
+    assert proc.returncode == 0  # the table of three policies is fine without --format
+    args = ("--category", "job.py:simulate", "--policy", "all", "--format", "slurm")
+    assert lfm("suggest", str(reports), *args).returncode == 2
+
+
 def test_cli_bad_report_fails_in_one_line_or_is_skipped(reports: Path) -> None:
     (reports / "zz-truncated.json").write_text('{"schema": "lfm-pack.rep')
     proc = lfm("suggest", str(reports))

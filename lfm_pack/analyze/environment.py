@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from lfm_pack.errors import EnvironmentProbeError
+from lfm_pack.errors import EnvironmentProbeError, UsageError
 from lfm_pack.models import EnvInfo, EnvKind
 
 # Runs inside the target interpreter; must stay compatible with old Pythons (3.6+ syntax).
@@ -155,8 +156,9 @@ def default_interpreter() -> str:
 def choose_interpreter(python: str | None, prefix: str | None) -> str:
     """Turn --python / --prefix (mutually exclusive) into an interpreter path, or fail clearly."""
     if python and prefix:
-        raise EnvironmentProbeError(
-            "--python and --prefix are mutually exclusive", hint="give one of them"
+        raise UsageError(
+            "--python and --prefix are mutually exclusive",
+            hint="give the interpreter (--python PATH) or the environment root (--prefix DIR)",
         )
     if prefix:
         root = Path(prefix).expanduser()
@@ -174,6 +176,18 @@ def choose_interpreter(python: str | None, prefix: str | None) -> str:
         return str(found.absolute())
     if python:
         path = Path(python).expanduser()
+        if os.sep not in python:
+            # A bare name (`--python python3.11`) means what it means in a shell: a command
+            # on PATH, never a file of the current directory (that is `./name`). The path
+            # found is kept as is, not resolved: a venv's python is a symlink.
+            found_on_path = shutil.which(python)
+            if found_on_path is not None:
+                return str(Path(found_on_path).absolute())
+            here = " (a file of that name is here: pass ./" + python + ")" if path.exists() else ""
+            raise EnvironmentProbeError(
+                f"--python {python}: not found on PATH{here}",
+                hint="give the interpreter's path, or a command name on PATH such as python3",
+            )
         if not path.exists():
             raise EnvironmentProbeError(
                 f"--python {python}: no such file", hint="pass the path of a Python interpreter"
@@ -259,6 +273,19 @@ def env_to_json(env: EnvInfo) -> dict[str, Any]:
     }
 
 
+def _first_words(stderr: str, limit: int = 160) -> str:
+    """The gist of a failed probe's stderr, on one line and short.
+
+    A program that is not Python (`--python /bin/ls`) echoes its arguments, i.e. the whole
+    probe script, back: the user needs to know it failed, not to read our source.
+    """
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else "no output"
+    if "import json" in text or len(text) > limit:
+        text = text[:limit].split("$'", 1)[0].split("import json", 1)[0].rstrip(" '$:") + " …"
+    return text
+
+
 def probe(python: str | None = None, prefix: str | None = None) -> EnvInfo:
     """Run the target interpreter once (isolated) and describe it.
 
@@ -289,9 +316,8 @@ def probe(python: str | None = None, prefix: str | None = None) -> EnvInfo:
             hint="pass a CPython interpreter with --python or an environment with --prefix",
         ) from exc
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise EnvironmentProbeError(
-            f"{exe} failed the probe (exit {proc.returncode}): {last}",
+            f"{exe} failed the probe (exit {proc.returncode}): {_first_words(proc.stderr)}",
             hint="lfm-pack needs a working CPython interpreter for the target",
         )
     try:

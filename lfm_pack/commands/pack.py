@@ -58,8 +58,12 @@ def _split_strip(values: tuple[str, ...]) -> frozenset[str]:
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
-    """A step reporter: a byte progress bar for sized steps, a status line otherwise."""
-    if quiet:
+    """A step reporter: a byte progress bar for sized steps, a status line otherwise.
+
+    Only on a terminal: rich's live display ends with a newline when stderr is a file or a
+    pipe (a CI log), which would put a blank line before an error's one line.
+    """
+    if quiet or not err.is_terminal:
         yield lambda desc, total: lambda n: None
         return
     prog = Progress(
@@ -95,11 +99,12 @@ def _human(n: float) -> str:
 def render_summary(r: PackResult) -> None:
     err.print(f"[bold green]packed[/] {r.archive}" + (" [dim](from cache)[/]" if r.cached else ""))
     ratio = f"{r.bytes_in / r.bytes_out:.2f}x" if r.bytes_out else "-"
-    vs = f"{100 * r.bytes_out / r.env_bytes:.1f}%" if r.env_bytes else "-"
+    # like with like: files and bytes as installed, then what compression made of them
+    vs = f"{100 * r.bytes_in / r.env_bytes:.1f}%" if r.env_bytes else "-"
     err.print(
-        f"  {r.files} files, {_human(r.bytes_in)} -> {_human(r.bytes_out)} (ratio {ratio}), "
-        f"{r.seconds:.1f} s; whole environment {_human(r.env_bytes)} / {r.env_files} files "
-        f"(pack = {vs} of it)"
+        f"  {r.files} files, {_human(r.bytes_in)} ({vs} of the environment's "
+        f"{_human(r.env_bytes)} / {r.env_files} files), compressed to {_human(r.bytes_out)} "
+        f"(ratio {ratio}) in {r.seconds:.1f} s"
     )
     err.print(f"  launcher {r.launcher}   lock {r.lock}")
     err.print(
@@ -115,9 +120,20 @@ def render_summary(r: PackResult) -> None:
         err.print("  [yellow]not verified[/] (--no-verify)")
     for n in r.notes:
         err.print(f"  [cyan]note[/] {n}", soft_wrap=True)
-    left = [n for n, _ in r.excluded if not n.startswith("stdlib:")]
+    never = [n for n, why in r.excluded if "never reached" in why]
+    left = [
+        f"{n} ({why})"
+        for n, why in r.excluded
+        if not n.startswith("stdlib:") and "never reached" not in why
+    ]
+    if never:
+        err.print(
+            f"  not shipped (imported but never reached; a stand-in raises if used): "
+            f"{', '.join(never)}",
+            soft_wrap=True,
+        )
     if left:
-        err.print(f"  left out: {', '.join(left)}")
+        err.print(f"  left out: {', '.join(left)}", soft_wrap=True)
 
 
 @click.command("pack", epilog=EPILOG)
@@ -217,6 +233,13 @@ def command(
         raise click.UsageError("give TARGET... or --lock FILE (exactly one of them)")
     if lock_file and (python or prefix):
         raise click.UsageError("--python/--prefix come from the lock with --lock")
+    if name is not None:
+        from lfm_pack.pack.naming import checked_name
+
+        checked_name(name)  # before the analysis: a bad name costs nothing
+    from lfm_pack.pack.outdir import precheck
+
+    precheck(outdir)  # likewise an -o that is a file or read-only
     if level is not None and compression != "none":
         lo, hi = (1, 9) if compression == "gzip" else (-7, 22)
         if not lo <= level <= hi:

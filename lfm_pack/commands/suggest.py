@@ -7,7 +7,7 @@ from rich.table import Table
 
 from lfm_pack.commands.common import emit, emit_json, json_option
 from lfm_pack.console import err
-from lfm_pack.errors import InputFileError
+from lfm_pack.errors import InputFileError, UsageError
 from lfm_pack.jsonio import dumps
 from lfm_pack.scale.policies import POLICIES
 from lfm_pack.scale.reports import load_reports
@@ -33,7 +33,7 @@ Examples:
   lfm-pack suggest reports/                           # table, one row per function
   lfm-pack suggest reports/ --policy all              # compare the three policies
   lfm-pack suggest reports/ --json                    # {"categories": [...]}
-  sbatch $(lfm-pack suggest reports/ --format slurm) job.sh
+  sbatch $(lfm-pack suggest reports/ --category job.py:f --format slurm) job.sh
   lfm-pack suggest reports/ --format htcondor >> job.sub
   lfm-pack suggest reports/*.json --format parsl      # parsl_resource_specification
 """
@@ -173,6 +173,17 @@ def command(
                 "their peaks are lower bounds",
                 soft_wrap=True,
             )
+    if fmt == "slurm" and len(items) > 1 and not as_json:
+        # `sbatch $(lfm-pack suggest ... --format slurm)` splices stdout into a command line:
+        # labels or several flag sets there would become sbatch arguments. Ask, do not guess.
+        names = sorted({s.name for s in items})
+        raise UsageError(
+            f"--format slurm needs one function and one policy; these reports hold "
+            f"{len(names)} function(s) x {len(items) // max(1, len(names))} policy(ies): "
+            + ", ".join(names[:5])
+            + (" ..." if len(names) > 5 else ""),
+            hint=f"add --category {names[0]!r} (and one --policy), or use --format htcondor/parsl",
+        )
     _render_table(items)
     if as_json:
         emit_json(

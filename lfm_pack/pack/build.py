@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ from lfm_pack.lock import analysis_to_json
 from lfm_pack.models import Analysis
 from lfm_pack.pack import archive, manifest
 from lfm_pack.pack.archive import Compression, Entry
+from lfm_pack.pack.naming import checked_name, default_name
 from lfm_pack.pack.select import Options
 from lfm_pack.pack.verify import VerifyResult
 
@@ -108,27 +108,6 @@ class PackResult:
                 "notes": list(self.verify.notes),
             },
         }
-
-
-def default_name(analysis: Analysis) -> str:
-    """The first target's function name, else its script stem / last module component."""
-    t = analysis.targets[0]
-    if t.qualname:
-        raw = t.qualname.replace(".", "-")
-    elif t.module:
-        raw = t.module.rsplit(".", 1)[-1]
-    else:
-        raw = Path(t.path).stem
-    return safe_name(raw)
-
-
-def safe_name(raw: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.")
-    if not name:
-        raise PackError(
-            f"--name {raw!r} has no usable characters", hint="use letters, digits, . _ -"
-        )
-    return name
 
 
 def runtime_entries() -> list[Entry]:
@@ -308,13 +287,24 @@ def check_resolvable(analysis: Analysis, allow_missing: bool) -> list[str]:
 
 
 def build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult:
-    """Build, verify and place one pack (see the module docstring)."""
+    """Build, verify and place one pack (see the module docstring).
+
+    The output directory is checked first and removed again if the pack fails (pack/outdir.py):
+    a full, read-only or impossible `-o` is one PackError naming the path and the errno.
+    """
+    from lfm_pack.pack import outdir
+
+    with outdir.guarded(req.outdir):
+        return _build_pack(req, progress)
+
+
+def _build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult:
     missing_notes = check_resolvable(req.analysis, req.allow_missing)
     t0 = time.monotonic()
     step = progress or _nullprogress
     a = req.analysis
     opts = req.options
-    name = safe_name(req.name) if req.name else default_name(a)
+    name = checked_name(req.name) if req.name else default_name(a)
     key = manifest.env_key(a, opts, req.compression, req.level)
     suffix = archive.SUFFIX[req.compression]
     hit = _cached(req, key, name, suffix)

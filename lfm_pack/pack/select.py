@@ -319,14 +319,54 @@ def local_entries(
     return entries, app_paths, app_of
 
 
-def placeholder_exclusions(analysis: Analysis) -> list[tuple[str, str]]:
-    """Third-party modules replaced by placeholders (stdlib ones still travel: not listed)."""
-    std = analysis.env.stdlib_modules | analysis.env.builtin_modules
-    return [
-        (p.module, f"imported at {p.path}:{p.line} but never reached")
-        for p in analysis.placeholders
-        if p.module.split(".")[0] not in std
+def _local_candidates(
+    analysis: Analysis, importer: str, module: str, names: tuple[str, ...]
+) -> list[str]:
+    """Files a local import could load: `._impl` beside the importer, `pkg.mod` under a root,
+    and for `from . import plotting` the submodules named."""
+    if module.startswith("."):
+        level = len(module) - len(module.lstrip("."))
+        base = os.path.dirname(importer)
+        for _ in range(level - 1):
+            base = os.path.dirname(base)
+        rest = module.lstrip(".")
+        bases = [os.path.join(base, *rest.split(".")) if rest else base]
+    else:
+        bases = [os.path.join(root, *module.split(".")) for root in analysis.local_roots]
+    subs = [
+        c
+        for b in bases
+        for n in names
+        for c in (os.path.join(b, n) + ".py", os.path.join(b, n, "__init__.py"))
     ]
+    if any(os.path.isfile(c) for c in subs):
+        return subs  # `from pkg import submodule`: the submodules are what would load
+    return [c for b in bases for c in (b + ".py", os.path.join(b, "__init__.py"))]
+
+
+def placeholder_exclusions(analysis: Analysis) -> list[tuple[str, str]]:
+    """Modules whose unreached imports became placeholders and whose files do not ship.
+
+    Stdlib modules travel with the interpreter and are not listed. A local module (relative
+    import, or found under a local root) is listed only when its file really stays home: one
+    that ships anyway (reached another way) is not "left out".
+    """
+    std = analysis.env.stdlib_modules | analysis.env.builtin_modules
+    shipped = set(analysis.local_files)
+    out: list[tuple[str, str]] = []
+    for p in analysis.placeholders:
+        if p.module.split(".")[0] in std:
+            continue
+        cands = _local_candidates(analysis, p.path, p.module, p.names)
+        existing = [c for c in cands if os.path.isfile(c)]
+        if existing:
+            if any(c in shipped for c in existing):
+                continue
+            what = p.module if p.module.strip(".") else p.module + ",".join(p.names)
+            out.append((what, f"local module imported at {p.path}:{p.line} but never reached"))
+            continue
+        out.append((p.module, f"imported at {p.path}:{p.line} but never reached"))
+    return out
 
 
 def select_pip(

@@ -66,7 +66,7 @@ def _limit_seen(limits: Any, key: str) -> float | None:
     return None
 
 
-def _category(data: dict[str, Any]) -> str | None:
+def category_of(data: dict[str, Any]) -> str | None:
     """The function a report belongs to: an explicit `category`, else the launcher's target.
 
     The launcher writes `target` as an object (`{"raw", "module", "qualname", "kind"}`); older
@@ -94,7 +94,7 @@ def measurement_from_dict(data: Any, path: str) -> Measurement:
             f"{path}: schema {schema!r} is not {SCHEMA_REPORT!r}",
             hint="pass reports written by a <name>-run launcher (--report FILE)",
         )
-    category = _category(data)
+    category = category_of(data)
     if not category:
         raise InputFileError(f"{path}: report names no target/category")
     status = data.get("status")
