@@ -522,6 +522,22 @@ def test_report_dir_gets_a_unique_report_inside(dev: tuple[DevPack, Path], tmp_p
     names = sorted(p.name for p in rdir.iterdir())
     assert len(names) == 2 and all(n.startswith("job-") and n.endswith(".json") for n in names)
     assert {json.loads((rdir / n).read_text())["status"] for n in names} == {"ok"}
+    # a failure before the monitor exists (written by the sh part) goes inside the directory too
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    for where in (str(rdir), f"{tmp_path}/new-dir/"):
+        p = subprocess.run(
+            [SH, str(pk.launcher), "--cache-dir", str(link), "--report", where, "--", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert p.returncode == 83 and "symlink" in one_line(p.stderr)
+    early = [
+        json.loads(f.read_text()) for f in [*rdir.iterdir(), *(tmp_path / "new-dir").iterdir()]
+    ]
+    assert sorted(r["status"] for r in early) == ["infrastructure", "infrastructure", "ok", "ok"]
+    assert not [f for f in rdir.iterdir() if not f.name.endswith(".json")]
     # a report place that cannot be written is refused before the call
     marker = tmp_path / "called"
     p = launch(pk, cache, "--target", "touch", "--report", "/proc/lfm/r.json", "--", str(marker))

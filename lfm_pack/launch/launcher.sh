@@ -94,9 +94,11 @@ lfm_die() {
     ?*) [ -d "$_rep" ] && _rep="$_rep/$LFM_NAME-$(uname -n)-$$-$(date -u +%Y%m%dT%H%M%S).json" ;;
     esac
     if [ -n "$_rep" ]; then
+        _rdir=$(dirname -- "$_rep")
+        [ -d "$_rdir" ] || mkdir -p -- "$_rdir" 2>/dev/null
         _rtmp="$_rep.$$.tmp"
         if printf '{"schema": "lfm-pack.report/1", "status": "infrastructure", "exit_code": %s, "ended_by": "launcher", "name": "%s", "env_key": "%s", "host": "%s", "pid": %s, "started_at": %s, "cache": null, "timings": {}, "resources": null, "target": null, "limits_exceeded": {}, "error": {"type": "%s", "phase": "setup", "message": "%s"}}\n' \
-            "$_code" "$LFM_NAME" "$LFM_ENV_KEY" "$(uname -n)" "$$" "${LFM_T0%?????????}" "$_kind" "$(lfm_json_str "$_msg")" >"$_rtmp" 2>/dev/null; then
+            "$_code" "$LFM_NAME" "$LFM_ENV_KEY" "$(uname -n)" "$$" "${LFM_T0%?????????}" "$_kind" "$(lfm_json_str "$_msg")" 2>/dev/null >"$_rtmp"; then
             mv -f "$_rtmp" "$_rep" 2>/dev/null || rm -f "$_rtmp"
         fi
     fi
