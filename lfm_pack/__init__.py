@@ -8,7 +8,17 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from lfm_pack import api as _api
-from lfm_pack.api import LaunchError, LimitExceeded, Packed, RemoteError, Result, RunError, load
+from lfm_pack.api import (
+    LaunchError,
+    LimitExceeded,
+    Packed,
+    RemoteError,
+    Result,
+    RunError,
+    TaskCrashed,
+    load,
+)
+from lfm_pack.launch.runtime.lfm_runtime.result import UndecodedValue
 
 _api.install_callable_subpackages()
 if _TYPE_CHECKING:
@@ -21,6 +31,8 @@ __all__ = [
     "RemoteError",
     "Result",
     "RunError",
+    "TaskCrashed",
+    "UndecodedValue",
     "__version__",
     "analyze",
     "load",

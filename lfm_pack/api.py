@@ -80,20 +80,69 @@ class RunError(LfmError):
 
 
 class RemoteError(RunError):
-    """The packed function raised; `remote_type` and `remote_traceback` are the remote ones."""
+    """The packed function raised; `remote_type` and `remote_traceback` are the remote ones.
+
+    `Result.check()` raises the function's *own* exception type when it can be imported here:
+    an instance of a class deriving from that type and from RemoteError (see lfm_pack/remote.py),
+    so `except ValueError:` and `except RemoteError:` both catch it, `str()` is the original
+    message and `__cause__` holds the node's traceback. A plain RemoteError (message plus the
+    remote traceback) is the fallback when the type is not importable on this side.
+    """
+
+    remote_type: str
+    remote_traceback: str
 
     def __init__(self, message: str, result: Result, hint: str | None = None) -> None:
         super().__init__(message, result, hint)
-        err = result.error or {}
-        self.remote_type: str = str(err.get("type") or "Exception")
-        self.remote_traceback: str = str(err.get("traceback") or result.stderr)
+        _init_remote(self, message, result, hint)
 
     def __str__(self) -> str:
         return f"{self.message}\n\nremote traceback:\n{self.remote_traceback}".rstrip()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt on the receiving side (a Dask/Parsl client), where the type may be importable.
+        return (_remote_error, (self.message, self.result, self.hint))
+
+
+def _init_remote(exc: BaseException, message: str, result: Result, hint: str | None) -> None:
+    """RemoteError's fields, set without touching `args` (a rebuilt exception keeps its own)."""
+    err = result.error or {}
+    fields = {
+        "message": message,
+        "hint": hint,
+        "result": result,
+        "exit_code": result.exit_code,
+        "report": result.report,
+        "remote_type": str(err.get("type") or "Exception"),
+        "remote_traceback": str(err.get("traceback") or result.stderr),
+    }
+    exc.__dict__.update(fields)
+
+
+def _remote_error(message: str, result: Result, hint: str | None) -> RemoteError:
+    """The exception for a run whose function raised: its own type if importable, else plain."""
+    from lfm_pack.remote import rebuild
+
+    rebuilt = rebuild(
+        result.error or {}, RemoteError, lambda exc: _init_remote(exc, message, result, hint)
+    )
+    if isinstance(rebuilt, RemoteError):
+        return rebuilt
+    plain = RemoteError(message, result, hint)
+    if rebuilt is not None:  # its type cannot be derived from: keep it as the cause
+        plain.__cause__ = rebuilt
+    return plain
+
 
 class LimitExceeded(RunError):
     """A resource limit (memory, wall time, disk) ended the run, or the kernel OOM killer did."""
+
+
+class TaskCrashed(RunError):
+    """The function's process died of its own fatal signal (SIGSEGV, SIGBUS, SIGABRT...).
+
+    Exit code 128+N; the report says `status: crashed`, `ended_by: task`.
+    """
 
 
 class LaunchError(RunError):
@@ -106,7 +155,13 @@ class LaunchError(RunError):
 
 @dataclass(frozen=True)
 class Result:
-    """What one launcher run gave back: the value, the exit code and the parsed report."""
+    """What one launcher run gave back: the value, the exit code and the parsed report.
+
+    `value` is the function's return value with its own type (the typed encoding of
+    lfm_runtime/result.py, or a pickle). A value whose type cannot be imported here is an
+    `UndecodedValue` (`.load()` tries again); the encoded bytes travel with the Result when it
+    is pickled (Dask, Parsl), so the receiving side decodes them again with its own modules.
+    """
 
     value: Any
     exit_code: int
@@ -114,6 +169,22 @@ class Result:
     stdout: str = field(default="", repr=False)
     stderr: str = field(default="", repr=False)
     report_path: str | None = None
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        value = None if self.encoded is not None else self.value
+        return (
+            _result_from_wire,
+            (
+                value,
+                self.exit_code,
+                self.report,
+                self.stdout,
+                self.stderr,
+                self.report_path,
+                self.encoded,
+            ),
+        )
 
     @property
     def ok(self) -> bool:
@@ -150,10 +221,16 @@ class Result:
         msg = str(err.get("message") or "").strip()
         if self.exit_code == EXIT_FUNCTION:
             kind = str(err.get("type") or "Exception")
-            raise RemoteError(
+            raise _remote_error(
                 f"the packed function raised {kind}: {msg}" if msg else f"raised {kind}",
                 self,
-                hint="see .remote_traceback (the traceback as it happened on the node)",
+                "see .remote_traceback (the traceback as it happened on the node)",
+            )
+        if self.status == "crashed":
+            raise TaskCrashed(
+                msg or f"the task crashed (exit code {self.exit_code})",
+                self,
+                hint="a fault in native code (or os.abort()); see the job's stderr and the report",
             )
         if self.exit_code == EXIT_LIMIT:
             raise LimitExceeded(
@@ -167,6 +244,48 @@ class Result:
             self,
             hint="see docs/launcher.md for the exit code table",
         )
+
+
+def _result_from_wire(
+    value: Any,
+    exit_code: int,
+    report: Mapping[str, Any] | None,
+    stdout: str,
+    stderr: str,
+    report_path: str | None,
+    encoded: bytes | None,
+) -> Result:
+    if encoded is not None:
+        value = decode_value(encoded)
+    return Result(value, exit_code, report, stdout, stderr, report_path, encoded)
+
+
+def decode_value(data: bytes) -> Any:
+    """The value the node encoded (typed JSON or pickle), or an UndecodedValue placeholder."""
+    from lfm_pack.launch.runtime.lfm_runtime.result import UndecodedValue, decode_bytes
+
+    try:
+        return decode_bytes(data)
+    except Exception as exc:  # e.g. the pickle names a module missing here
+        return UndecodedValue(_pickled_type(data), f"{type(exc).__name__}: {exc}", data)
+
+
+def _pickled_type(data: bytes) -> str:
+    """A best-effort type name for an undecodable pickle: its first global (module.name)."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            if op.name == "GLOBAL" and isinstance(arg, str):
+                return arg.replace(" ", ".")
+            if "UNICODE" in op.name and isinstance(arg, str):
+                strings.append(arg)
+            if op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return f"{strings[-2]}.{strings[-1]}"
+    except Exception:  # a truncated or foreign pickle
+        pass
+    return "pickled value"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -650,7 +769,7 @@ class Packed:
                 "--output",
                 out_path,
                 "--output-format",
-                serializer,
+                "typed",  # the value comes back with its own type, whatever `serializer` is
             ]
             proc = subprocess.run(
                 argv,
@@ -665,14 +784,15 @@ class Packed:
                     rep = json.load(fh)
             except (OSError, ValueError):
                 rep = None
-            value = _read_value(out_path, serializer) if proc.returncode == 0 else None
+            encoded = _read_value(out_path) if proc.returncode == 0 else None
             result = Result(
-                value=value,
+                value=None if encoded is None else decode_value(encoded),
                 exit_code=proc.returncode,
                 report=rep,
                 stdout=proc.stdout,
                 stderr=proc.stderr,
                 report_path=rpath if keep else None,
+                encoded=encoded,
             )
         return result.check() if check else result
 
@@ -745,15 +865,11 @@ def write_input(
         fh.write(text + "\n")
 
 
-def _read_value(path: str, serializer: Serializer) -> Any:
+def _read_value(path: str) -> bytes | None:
+    """The encoded value the launcher wrote (None: the function ended by sys.exit(0))."""
     try:
-        if serializer == "pickle":
-            import pickle
-
-            with open(path, "rb") as fh:
-                return pickle.load(fh)
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        with open(path, "rb") as fh:
+            return fh.read()
     except FileNotFoundError:
         return None
 
@@ -803,6 +919,7 @@ __all__ = [
     "RemoteError",
     "Result",
     "RunError",
+    "TaskCrashed",
     "analyze",
     "default_pack_dir",
     "install_callable_subpackages",

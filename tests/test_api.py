@@ -322,10 +322,14 @@ def test_function_error_raises_remote_error_with_the_remote_traceback(
     err = info.value
     assert err.exit_code == 81 and err.remote_type == "TypeError"
     assert "helpers.py" in err.remote_traceback and "estimate_pi" in err.remote_traceback
-    assert "remote traceback" in str(err)
+    # the function's own type (an existing `except TypeError:` still works), its own message,
+    # and the node's traceback as the cause
+    assert isinstance(err, TypeError) and type(err).__name__ == "TypeError"
+    assert str(err) == "'str' object cannot be interpreted as an integer"
+    assert "estimate_pi" in str(err.__cause__)
     # it survives pickling (Dask and Parsl send it back to the client)
     back = pickle.loads(pickle.dumps(err))
-    assert isinstance(back, lfm_pack.RemoteError)
+    assert isinstance(back, lfm_pack.RemoteError) and isinstance(back, TypeError)
     assert back.remote_traceback == err.remote_traceback and back.exit_code == 81
     # check=False hands the failed Result back instead
     res = packed.run("many", cache_dir=node_cache, check=False)

@@ -98,6 +98,7 @@ def test_submit_kwargs_and_remote_error_through_the_future(
     with pytest.raises(lfm_pack.RemoteError) as info:
         bad.result()
     assert info.value.exit_code == 81 and info.value.remote_type == "TypeError"
+    assert isinstance(info.value, TypeError)  # the function's own type, through the future
     assert "estimate_pi" in info.value.remote_traceback
     res = soft.result()
     assert res.exit_code == 81 and res.status == "error"

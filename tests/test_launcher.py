@@ -209,8 +209,8 @@ def test_exception_goes_to_stderr_and_report(
     assert r["cache"]["hit"] is True and r["env_key"] == pack.env_key
     for key in ("cache_wait_s", "interpreter_start_s", "target_import_s", "call_s", "total_s"):
         assert key in r["timings"], key
-    p = run(pack, warm_cache, "--target", "unjsonable")
-    assert p.returncode == 81 and "pickle" in p.stderr
+    p = run(pack, warm_cache, "--target", "unjsonable")  # a set: a sorted list, exit 0
+    assert p.returncode == 0 and json.loads(p.stdout) == [1, 2]
 
 
 def test_runs_as_if_activated(pack: DevPack, warm_cache: Path) -> None:

@@ -112,6 +112,7 @@ def test_app_futures_kwargs_and_errors(dfk: Any, packed: Packed, tmp_path: Path)
     with pytest.raises(lfm_pack.RemoteError) as info:
         simulate("oops").result()
     assert info.value.exit_code == 81 and "estimate_pi" in info.value.remote_traceback
+    assert isinstance(info.value, TypeError)  # the function's own type, through the AppFuture
     capped = lfm_parsl.python_app(packed, cache_dir=cache, memory=150)
     with pytest.raises(lfm_pack.LimitExceeded):
         capped(40_000_000).result()

@@ -210,9 +210,11 @@ def test_exceptions_crashes_and_bad_requests_do_not_stop_the_server(
     assert "ValueError: bad input 7" in boom["report"]["error"]["traceback"]
     assert "bad input 7" in err  # the traceback on stderr, as in single-shot mode
     crash = res["crash"]
-    assert (crash["status"], crash["exit_code"]) == ("signal", 128 + signal.SIGSEGV)
+    assert (crash["status"], crash["exit_code"]) == ("crashed", 128 + signal.SIGSEGV)
+    assert crash["report"]["ended_by"] == "task"
     assert crash["report"]["exit"]["signal"] == "SIGSEGV"
-    assert (res["set"]["status"], res["set"]["exit_code"]) == ("error", 81)
+    assert (res["set"]["status"], res["set"]["exit_code"]) == ("ok", 0)
+    assert res["set"]["value"] == [1, 2]  # plain JSON (the CLI's default format)
     assert (res["exit3"]["status"], res["exit3"]["exit_code"]) == ("error", 3)
     assert res[None]["error"]["type"] == "RequestError" and res[None]["exit_code"] == 85
     assert res["typo"]["error"]["type"] == "RequestError"
@@ -369,6 +371,7 @@ def test_python_client(pack: DevPack, cache: Path) -> None:
         assert exc.value.result.exit_code == 81
         assert exc.value.result.error is not None
         assert exc.value.result.error["type"] == "TypeError"
+        assert isinstance(exc.value, TypeError)  # the function's own type, also a WarmCallError
         results = srv.map([[i, i] for i in range(20)])
         assert [r.value["sum"] for r in results] == [2 * i for i in range(20)]
         assert all(r.report is not None and r.report["mode"] == "warm" for r in results)

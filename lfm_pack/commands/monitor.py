@@ -24,7 +24,9 @@ Examples:
   lfm-pack monitor --json -- python -c "x = b'a' * 10**8" | jq .resources.memory_peak_bytes
   lfm-pack show r.json
 
-Exit codes: the command's own, 82 limit exceeded, 128+N killed by signal N (docs/launcher.md).
+Exit codes: the command's own, 82 limit exceeded, 87 report not writable, 128+N ended by
+signal N (killed from outside, or crashed: the report's status says which). A limit, a crash
+or a kill prints one line on stderr, the same line the launcher prints (docs/launcher.md).
 """
 
 
@@ -59,7 +61,10 @@ def _check_size(value: str | None, flag: str) -> None:
     "--kill-grace", type=float, default=5.0, show_default=True, help="SIGTERM to SIGKILL grace (s)."
 )
 @click.option(
-    "--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here."
+    "--report",
+    "report_path",
+    type=click.Path(),
+    help="Write the JSON report here (a directory: a unique report inside it).",
 )
 @click.option(
     "--rmonitor",

@@ -4,7 +4,8 @@
 # The archive is unpacked once per node into a cache (flock'd, verified, atomically renamed),
 # then the target runs under the lfm resource monitor, which can write a JSON report.
 # Exit codes: 0 ok, 81 function raised, 82 limit exceeded, 83 infrastructure (archive, cache,
-# unpack), 84 preflight (CPU, glibc, Python), 85 usage, 86 monitor bug, 128+N killed by signal N;
+# unpack), 84 preflight (CPU, glibc, Python), 85 usage, 86 monitor bug, 87 value/report not
+# writable, 128+N ended by signal N (a crash of the task's own: report status "crashed");
 # a whole script's or --exec command's own exit code is passed through. See docs/launcher.md.
 set -u
 
@@ -46,10 +47,11 @@ cache and archive:
   --cache-dir DIR          node cache (default: \$LFM_CACHE_DIR or \${TMPDIR:-/tmp}/lfm-cache-\$USER)
   --cache-max-size SIZE    evict least-recently-used envs above SIZE (never one in use)
 running:
-  --input FILE             JSON {"args": [...], "kwargs": {...}} for a function
+  --input FILE|-           JSON {"args": [...], "kwargs": {...}} for a function (- = stdin)
   --input-format json|pickle   pickle only for input you trust
-  --output FILE            write the return value here instead of stdout
-  --output-format json|pickle
+  --output FILE            write the return value here instead of stdout (its directory
+                           must exist and be writable: checked before the call, else 87)
+  --output-format json|typed|pickle   a value JSON cannot hold is pickled (never lost)
   --target RAW             pick a target when the pack holds several
   --exec -- CMD ARG...     run any command inside the env, under the same monitor
   --serve                  warm mode: import once, run each JSON-line call from stdin in a
@@ -58,7 +60,8 @@ limits and report:
   --memory SIZE --wall-time SECONDS --disk SIZE --cores N
   --interval SECONDS       monitor sampling interval (default 0.05)
   --kill-grace SECONDS     SIGTERM to SIGKILL grace period (default 5)
-  --report FILE            JSON report (default \$LFM_REPORT_DIR/<name>-<host>-<pid>-<time>.json)
+  --report FILE|DIR        JSON report; a DIR gets a unique <name>-<host>-<pid>-<time>.json
+                           (default: one in \$LFM_REPORT_DIR)
   --rmonitor FILE          also a cctools resource_monitor summary
 
 examples:
@@ -67,7 +70,8 @@ examples:
   $LFM_NAME-run --exec -- python -c 'import sys; print(sys.prefix)'
 
 exit codes: 0 ok, 81 function raised, 82 limit, 83 infrastructure, 84 preflight, 85 usage,
-128+N signal N; scripts and --exec commands pass their own code through.
+87 --output/--report not writable, 128+N signal N (killed, or crashed: see the report);
+scripts and --exec commands pass their own code through.
 USAGE
 }
 
@@ -83,12 +87,18 @@ lfm_die() {
     printf 'lfm: error: %s\n' "$_msg" >&2
     _rep=${LFM_REPORT:-}
     if [ -z "$_rep" ] && [ -n "${LFM_REPORT_DIR:-}" ]; then
-        _rep="$LFM_REPORT_DIR/$LFM_NAME-$(uname -n)-$$-$(date -u +%Y%m%dT%H%M%S).json"
+        _rep="$LFM_REPORT_DIR/"
     fi
+    case $_rep in
+    */) _rep="$_rep$LFM_NAME-$(uname -n)-$$-$(date -u +%Y%m%dT%H%M%S).json" ;;
+    ?*) [ -d "$_rep" ] && _rep="$_rep/$LFM_NAME-$(uname -n)-$$-$(date -u +%Y%m%dT%H%M%S).json" ;;
+    esac
     if [ -n "$_rep" ]; then
+        _rdir=$(dirname -- "$_rep")
+        [ -d "$_rdir" ] || mkdir -p -- "$_rdir" 2>/dev/null
         _rtmp="$_rep.$$.tmp"
         if printf '{"schema": "lfm-pack.report/1", "status": "infrastructure", "exit_code": %s, "ended_by": "launcher", "name": "%s", "env_key": "%s", "host": "%s", "pid": %s, "started_at": %s, "cache": null, "timings": {}, "resources": null, "target": null, "limits_exceeded": {}, "error": {"type": "%s", "phase": "setup", "message": "%s"}}\n' \
-            "$_code" "$LFM_NAME" "$LFM_ENV_KEY" "$(uname -n)" "$$" "${LFM_T0%?????????}" "$_kind" "$(lfm_json_str "$_msg")" >"$_rtmp" 2>/dev/null; then
+            "$_code" "$LFM_NAME" "$LFM_ENV_KEY" "$(uname -n)" "$$" "${LFM_T0%?????????}" "$_kind" "$(lfm_json_str "$_msg")" 2>/dev/null >"$_rtmp"; then
             mv -f "$_rtmp" "$_rep" 2>/dev/null || rm -f "$_rtmp"
         fi
     fi

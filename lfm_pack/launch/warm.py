@@ -6,12 +6,14 @@ matching results to calls by id when `--slots` runs several at once, draining st
 server never blocks, shutting down by EOF. Results come back with their full per-call report.
 
     with WarmServer("dist/simulate-run", memory="2G") as srv:
-        print(srv.call(42, steps=10))            # the value, or WarmCallError
+        print(srv.call(42, steps=10))            # the value; the function's own exception
+                                                 # (also a WarmCallError), or WarmCallError
         res = srv.call_result(1, limits={"wall_time": 5})   # CallResult with .report
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
@@ -48,7 +50,12 @@ class WarmServerError(RuntimeError):
 
 
 class WarmCallError(RuntimeError):
-    """A call did not succeed (exception, limit, signal); `.result` has the details."""
+    """A call did not succeed (exception, limit, signal); `.result` has the details.
+
+    When the function raised (exit 81) and its exception type is importable here, `call()`
+    raises an instance of a class deriving from that type *and* WarmCallError (see
+    lfm_pack/remote.py): `except ValueError:` and `except WarmCallError:` both catch it.
+    """
 
     def __init__(self, result: CallResult) -> None:
         err = result.error or {}
@@ -58,6 +65,38 @@ class WarmCallError(RuntimeError):
             )
         )
         self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (call_error, (self.result,))
+
+
+def call_error(result: CallResult) -> WarmCallError:
+    """The exception for a failed call: the function's own type when it raised and that type
+    is importable here (also a WarmCallError), else a plain WarmCallError."""
+    from lfm_pack.remote import rebuild
+
+    if result.exit_code == 81 and result.error:
+
+        def init(exc: BaseException) -> None:
+            exc.__dict__["result"] = result
+
+        rebuilt = rebuild(result.error, WarmCallError, init)
+        if isinstance(rebuilt, WarmCallError):
+            return rebuilt
+    return WarmCallError(result)
+
+
+def _decode(msg: Mapping[str, Any]) -> Any:
+    """A result line's value with its own type (typed JSON, or an inline pickle)."""
+    from lfm_pack.api import decode_value
+    from lfm_pack.launch.runtime.lfm_runtime.result import UndecodedValue, decode_typed
+
+    if isinstance(msg.get("value_pickle"), str):
+        return decode_value(base64.b64decode(msg["value_pickle"]))
+    try:
+        return decode_typed(msg.get("value"))
+    except Exception as exc:  # a newer tag, or a broken payload
+        return UndecodedValue("value", f"{type(exc).__name__}: {exc}")
 
 
 class WarmServer:
@@ -96,7 +135,8 @@ class WarmServer:
         for name, value in opts:
             if value is not None:
                 argv += [name, os.fspath(value) if isinstance(value, Path) else str(value)]
-        argv += ["--slots", str(slots), *extra_args, "--serve"]
+        # typed values: the client gets tuples, sets, datetimes, arrays... back as themselves
+        argv += ["--slots", str(slots), "--output-format", "typed", *extra_args, "--serve"]
         self.argv = argv
         self.env = dict(env) if env is not None else None
         self.stderr = stderr
@@ -200,7 +240,7 @@ class WarmServer:
                         id=str(msg.get("id")),
                         status=str(msg.get("status")),
                         exit_code=int(msg.get("exit_code") or 0),
-                        value=msg.get("value"),
+                        value=_decode(msg) if msg.get("status") == "ok" else None,
                         error=msg.get("error"),
                         report=msg.get("report"),
                     )
@@ -258,7 +298,7 @@ class WarmServer:
         """Run one call; its return value, or WarmCallError for an exception/limit/signal."""
         res = self.result(self.submit(args, kwargs))
         if not res.ok:
-            raise WarmCallError(res)
+            raise call_error(res)
         return res.value
 
     def map(

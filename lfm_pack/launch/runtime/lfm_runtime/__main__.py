@@ -126,17 +126,60 @@ def _limits(ns: Any) -> Any:
     return Limits(memory=ns.memory, wall_time=ns.wall_time, disk=ns.disk, cores=ns.cores)
 
 
-def _write_reports(ns: Any, rep: dict[str, Any], name: str) -> str | None:
+def report_path(ns: Any, name: str) -> str | None:
+    """Where this run's report goes: `--report FILE`, a unique file inside `--report DIR`
+    (an existing directory, or a path ending in "/"), else inside $LFM_REPORT_DIR, else none."""
     from . import report
 
     path: str | None = ns.report
-    if path is None and os.environ.get("LFM_REPORT_DIR"):
-        path = report.default_path(os.environ["LFM_REPORT_DIR"], name)
-    if path:
-        report.write(path, rep)
-    if ns.rmonitor:
-        report.write(ns.rmonitor, report.to_rmonitor(rep))
+    if path is None:
+        rdir = os.environ.get("LFM_REPORT_DIR")
+        return report.default_path(rdir, name) if rdir else None
+    if path.endswith(os.sep) or os.path.isdir(path):
+        return report.default_path(path, name)
     return path
+
+
+def check_writable(flag: str, path: str, make_dir: bool) -> str | None:
+    """One line saying why `path` cannot be written (None if it can), checked before the call.
+
+    Report directories are created (as before); an --output directory must exist.
+    """
+    from .result import probe_writable
+
+    if make_dir:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as exc:
+            return "%s %s: cannot create its directory: %s" % (flag, path, exc.strerror or exc)
+    why = probe_writable(path)
+    return None if why is None else "%s %s: cannot write there: %s" % (flag, path, why)
+
+
+def _write_reports(ns: Any, rep: dict[str, Any], path: str | None) -> str | None:
+    from . import report
+
+    for where, data in ((path, rep), (ns.rmonitor, None)):
+        if not where:
+            continue
+        try:
+            report.write(where, rep if data is not None else report.to_rmonitor(rep))
+        except OSError as exc:  # the outcome stands; the record of it is what is lost
+            _say("error: cannot write the report %s: %s" % (where, exc.strerror or exc))
+    return path
+
+
+def announce(rep: dict[str, Any]) -> None:
+    """The one line a person needs when the task did not end by itself normally.
+
+    Shared by the launcher and `lfm-pack monitor`, so both say the same thing for the same case.
+    """
+    status = rep.get("status")
+    err = rep.get("error") or {}
+    if status == "limit":
+        _say("limit: %s" % err.get("message"))
+    elif status in ("signal", "crashed"):
+        _say(str(err.get("message")))
 
 
 def _say(msg: str) -> None:
@@ -159,7 +202,7 @@ def cmd_launch(argv: list[str]) -> int:
     p.add("--input")
     p.add("--input-format", ("json", "pickle"), "json")
     p.add("--output")
-    p.add("--output-format", ("json", "pickle"), "json")
+    p.add("--output-format", ("json", "typed", "pickle"), "json")
     p.add("--serve", "flag")
     p.add("--spool")
     p.add("--slots", "int", 1)
@@ -181,6 +224,12 @@ def cmd_launch(argv: list[str]) -> int:
 
     man = mf.load_slim(env_root)
     name = ns.name
+    rpath = None if ns.serve else report_path(ns, name)
+    if rpath is not None:
+        why = check_writable("--report", rpath, make_dir=True)
+        if why is not None:
+            _say("error: " + why)
+            return ec.OUTPUT
     problems = preflight.check(man)
     if problems:
         msg = "preflight: " + "; ".join(problems)
@@ -194,7 +243,7 @@ def cmd_launch(argv: list[str]) -> int:
                 kind="Preflight",
                 env_key=man.get("env_key"),
             ),
-            name,
+            rpath,
         )
         return ec.PREFLIGHT
     targets = man.get("targets") or []
@@ -221,8 +270,24 @@ def cmd_launch(argv: list[str]) -> int:
                 )
             target = chosen[0]
         mode = "function" if target.get("qualname") else "script"
-    if ns.input and mode != "function":
+    if (ns.input or ns.output) and mode != "function":
         raise UsageError("--input/--output apply to function targets only")
+    if ns.output and not ns.serve:
+        why = check_writable("--output", ns.output, make_dir=False)
+        if why is not None:  # refused before the call: the function's work is never thrown away
+            _say("error: " + why)
+            _write_reports(
+                ns,
+                report.infrastructure(
+                    name=name,
+                    message=why,
+                    exit_code=ec.OUTPUT,
+                    kind="OutputError",
+                    env_key=man.get("env_key"),
+                ),
+                rpath,
+            )
+            return ec.OUTPUT
     ts: dict[str, float] = {}
     for item in ns.timing:
         k, _, v = item.partition("=")
@@ -252,6 +317,7 @@ def cmd_launch(argv: list[str]) -> int:
         "input_format": ns.input_format,
         "output": ns.output,
         "output_format": ns.output_format,
+        "value_path": _value_path(rpath, name),
     }
     from .monitor import Monitor
 
@@ -300,12 +366,20 @@ def cmd_launch(argv: list[str]) -> int:
         argv=rest,
         started_at=started_at,
     )
-    _write_reports(ns, rep, name)
-    if rep["status"] == "limit":
-        _say("{}: {}".format(rep["status"], rep["error"]["message"]))
-    elif rep["status"] == "signal":
-        _say(rep["error"]["message"])
+    _write_reports(ns, rep, rpath)
+    announce(rep)
     return int(rep["exit_code"])
+
+
+def _value_path(rpath: str | None, name: str) -> str:
+    """Where a value JSON cannot hold is pickled without --output: beside the report (same
+    stem), else a unique name in the working directory."""
+    from . import report
+
+    base = rpath or report.default_path(os.getcwd(), name)
+    if base.endswith(".json"):
+        base = base[: -len(".json")]
+    return os.path.abspath(base + ".value.pkl")
 
 
 def _serve(
@@ -347,6 +421,7 @@ def _serve(
             "slots": ns.slots,
             "spool": os.path.abspath(ns.spool) if ns.spool else None,
             "report_dir": ns.report_dir,
+            "output_format": ns.output_format,
             "poll": ns.poll,
             "started_at": round(started_at, 3),
             "server_timings": timings,
@@ -369,6 +444,13 @@ def cmd_monitor(argv: list[str]) -> int:
         raise UsageError("monitor needs a command after --")
     from . import report
     from .monitor import Monitor
+
+    rpath = report_path(ns, ns.name)
+    for flag, where in (("--report", rpath), ("--rmonitor", ns.rmonitor)):
+        why = check_writable(flag, where, make_dir=True) if where else None
+        if why is not None:
+            _say("error: " + why)
+            return ec.OUTPUT
 
     mon = Monitor(
         limits=_limits(ns),
@@ -398,7 +480,8 @@ def cmd_monitor(argv: list[str]) -> int:
         argv=rest,
         started_at=t_main,
     )
-    _write_reports(ns, rep, ns.name)
+    _write_reports(ns, rep, rpath)
+    announce(rep)
     if ns.print_report:
         import json
 

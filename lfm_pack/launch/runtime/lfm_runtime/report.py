@@ -32,6 +32,41 @@ def signal_name(sig: int | None) -> str | None:
         return "SIG%d" % sig
 
 
+#: Signals a process gets from its own code: a fault the kernel raises (SEGV, BUS, FPE, ILL,
+#: TRAP, SYS) or abort(). Schedulers and people end tasks with TERM/INT/HUP/KILL/USR*, and
+#: those reach the monitor too (same process group/cgroup): so a task dying of one of these
+#: without the monitor having sent or forwarded anything crashed by itself. Measured in
+#: benchmarks/crash_origin.py: the core-dump flag of wait4/waitid cannot tell (it follows
+#: RLIMIT_CORE, for a kill from outside as for a real fault).
+CRASH_SIGNALS = frozenset(
+    getattr(signal, n)
+    for n in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGTRAP", "SIGSYS")
+    if hasattr(signal, n)
+)
+
+_CRASH_WHAT = {
+    "SIGSEGV": "a segmentation fault (invalid memory access)",
+    "SIGBUS": "a bus error (e.g. a truncated memory-mapped file)",
+    "SIGFPE": "an arithmetic fault (e.g. integer division by zero in C)",
+    "SIGILL": "an illegal instruction (e.g. code built for a newer CPU)",
+    "SIGABRT": "abort() (a failed C assertion, heap corruption, os.abort())",
+    "SIGTRAP": "a trap (breakpoint)",
+    "SIGSYS": "a bad system call (seccomp)",
+}
+
+
+def _human(limit: str, value: Any) -> str:
+    if value is None:
+        return "?"
+    if limit in ("memory", "disk"):
+        from .sizes import format_size
+
+        return format_size(value)
+    if limit == "wall_time":
+        return "%g s" % round(float(value), 2)
+    return str(value)
+
+
 def classify(mon: dict[str, Any], mode: str, limit_memory: int | None) -> dict[str, Any]:
     """status / exit_code / ended_by / limits_exceeded / error from the monitor's result."""
     result_ev = mon["events"].get("result") or {}
@@ -54,8 +89,11 @@ def classify(mon: dict[str, Any], mode: str, limit_memory: int | None) -> dict[s
             "error": {
                 "type": "LimitExceeded",
                 "phase": "run",
-                "message": "{} limit exceeded: observed {} > limit {}".format(
-                    lf["limit"], lf["observed"], lf["value"]
+                "message": "{} limit exceeded: observed {} > limit {}; the monitor ended "
+                "the task".format(
+                    lf["limit"].replace("_", " "),
+                    _human(lf["limit"], lf["observed"]),
+                    _human(lf["limit"], lf["value"]),
                 ),
             },
         }
@@ -88,7 +126,27 @@ def classify(mon: dict[str, Any], mode: str, limit_memory: int | None) -> dict[s
                 "error": {
                     "type": "OutOfMemory",
                     "phase": "run",
-                    "message": "the kernel OOM killer ended the task",
+                    "message": "the kernel OOM killer ended the task (memory peak seen: %s)"
+                    % _human("memory", mon["resources"]["memory_peak_bytes"]),
+                },
+            }
+        if term in CRASH_SIGNALS and not mon.get("killed_by_monitor"):
+            name = signal_name(term) or str(term)
+            return {
+                "status": "crashed",
+                "exit_code": ec.SIGNAL_BASE + term,
+                "ended_by": "task",
+                "limits_exceeded": {},
+                "error": {
+                    "type": "Crash",
+                    "phase": "run",
+                    "signal": name,
+                    "message": "the task crashed with %s: %s%s"
+                    % (
+                        name,
+                        _CRASH_WHAT.get(name, "a fatal signal raised by its own code"),
+                        " (core dumped)" if mon.get("core_dumped") else "",
+                    ),
                 },
             }
         return {
@@ -104,6 +162,11 @@ def classify(mon: dict[str, Any], mode: str, limit_memory: int | None) -> dict[s
         }
     code = mon["exit_code"] or 0
     status = "ok" if code == 0 else "error"
+    phase = (error or {}).get("phase")
+    if code == ec.USAGE and phase == "input":
+        status = "usage"  # refused before the call (bad --input): not a measured run
+    elif code == ec.OUTPUT and phase == "output":
+        status = "infrastructure"  # the function returned; its value could not be written
     if error is None and code != 0:
         error = {"type": "ExitStatus", "phase": "run", "message": "exited with status %d" % code}
     return {
@@ -157,6 +220,7 @@ def build(
         "limits": dict(limits, enforcement=mon["enforcement"]),
         "limits_exceeded": cls["limits_exceeded"],
         "error": cls["error"],
+        "value": (ev.get("result") or {}).get("value") if cls["status"] == "ok" else None,
         "exit": {
             "code": mon["exit_code"],
             "signal": signal_name(mon["term_signal"]),
@@ -219,9 +283,13 @@ def to_rmonitor(rep: dict[str, Any]) -> dict[str, Any]:
     """The cctools resource_monitor summary shape; memory/disk in MB (= MiB, as rmonitor)."""
     res = rep.get("resources") or {}
     status = rep.get("status")
-    exit_type = {"ok": "normal", "error": "normal", "limit": "limits", "signal": "signal"}.get(
-        str(status), "normal"
-    )
+    exit_type = {
+        "ok": "normal",
+        "error": "normal",
+        "limit": "limits",
+        "signal": "signal",
+        "crashed": "signal",
+    }.get(str(status), "normal")
 
     def mb(v: Any) -> Any:
         return [round((v or 0) / _MIB, 3), "MB"]

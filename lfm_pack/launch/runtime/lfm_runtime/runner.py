@@ -6,7 +6,13 @@ multiprocessing-spawned Pythons find the user's code and the placeholders), make
 site-packages are on sys.path (the launcher starts the monitor with normal flags so the forked
 task and the Pythons it starts behave as in an activated env; `-S` is handled too), imports and
 calls the target, and reports its own timings and outcome to the monitor over `events_fd`
-as JSON lines. Arguments are decoded as JSON (else kept as strings), never evaluated.
+as marshal frames. Arguments are decoded as JSON (else kept as strings), never evaluated.
+
+What a call gives back is settled here for both modes (`invoke`): a coroutine is run with
+`asyncio.run`, a generator (or async generator) is consumed and its items returned as a list;
+the value is then encoded by `result.encode` (the one encoder of single-shot and warm mode).
+A raised exception travels as its traceback text plus a pickle of the exception object, so the
+caller's Python API can raise the function's own type.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import os
 import sys
 import time
 
-from .exitcodes import FUNCTION_ERROR
+from .exitcodes import FUNCTION_ERROR, OUTPUT, USAGE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ms of start-up on every run
@@ -104,22 +110,73 @@ _OURS = (
     "lfm_pack.launch.runtime.lfm_runtime.serve",
     "runpy",
 )
+#: an exception pickle larger than this is not carried (its type, message and traceback are)
+MAX_EXCEPTION_PICKLE = 256 * 1024
+
+
+def _ours(name: str) -> bool:
+    return name in _OURS or name == "asyncio" or name.startswith("asyncio.")
 
 
 def _error_info(exc: BaseException, phase: str) -> dict[str, Any]:
     import traceback
 
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_globals.get("__name__", "") in _OURS:
-        tb = tb.tb_next  # the user sees their frames, not ours
-    return {
+    while tb is not None and _ours(tb.tb_frame.f_globals.get("__name__", "")):
+        tb = tb.tb_next  # the user sees their frames, not ours (nor asyncio's)
+    info = {
         "type": type(exc).__module__ + "." + type(exc).__qualname__
         if type(exc).__module__ not in ("builtins", "__main__")
         else type(exc).__qualname__,
-        "message": str(exc),
+        "message": _safe_str(exc),
         "phase": phase,
         "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
     }
+    info.update(exception_payload(exc))
+    return info
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__ must not hide the error itself
+        return "<%s with an unprintable message>" % type(exc).__name__
+
+
+def exception_payload(exc: BaseException) -> dict[str, Any]:
+    """What lets the caller raise the function's own exception type (see lfm_pack/remote.py).
+
+    The exception is pickled *and unpickled again here*: an exception class whose `__init__`
+    does not match its `args` (a classic) fails now, on the node, and the caller falls back
+    to rebuilding it from `module`/`qualname`/`args` instead of failing to load it there.
+    """
+    out: dict[str, Any] = {"module": type(exc).__module__, "qualname": type(exc).__qualname__}
+    args = []
+    for a in exc.args:
+        args.append(a if a is None or type(a) in (str, int, float, bool) else repr(a))
+    out["args"] = args
+    attrs = {}
+    for k, v in getattr(exc, "__dict__", {}).items():
+        if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool)):
+            attrs[k] = v
+    if attrs:
+        out["attrs"] = attrs
+    try:
+        import base64
+        import pickle
+
+        data = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)
+        if len(data) <= MAX_EXCEPTION_PICKLE:
+            out["pickle"] = base64.b64encode(data).decode("ascii")
+        else:
+            out["pickle_error"] = "the pickled exception is %d bytes (limit %d)" % (
+                len(data),
+                MAX_EXCEPTION_PICKLE,
+            )
+    except Exception as err:  # any failure of a user __reduce__/__init__
+        out["pickle_error"] = "%s: %s" % (type(err).__name__, _safe_str(err))
+    return out
 
 
 def _print_error(exc: BaseException) -> None:
@@ -128,43 +185,102 @@ def _print_error(exc: BaseException) -> None:
     sys.stderr.flush()
 
 
-def load_input(path: str, fmt: str) -> tuple[list[Any], dict[str, Any]]:
-    """Read `{"args": [...], "kwargs": {...}}` (JSON, or pickle: trusted input only)."""
-    if fmt == "pickle":
-        import pickle
+class InputError(ValueError):
+    """--input cannot be used: missing, unreadable, malformed (exit 85, before the call)."""
 
-        with open(path, "rb") as fh:
-            data = pickle.load(fh)
-    else:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+
+def load_input(path: str, fmt: str) -> tuple[list[Any], dict[str, Any]]:
+    """Read `{"args": [...], "kwargs": {...}}` (JSON, or pickle: trusted input only).
+
+    `path` "-" is standard input. Every failure is an InputError with a one-line reason.
+    """
+    where = "stdin" if path == "-" else path
+    try:
+        if path == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+    except OSError as exc:
+        raise InputError("cannot read --input %s: %s" % (where, exc.strerror or exc)) from None
+    if not raw.strip():
+        raise InputError('--input %s is empty (expected {"args": [...], "kwargs": {...}})' % where)
+    try:
+        if fmt == "pickle":
+            import pickle
+
+            data = pickle.loads(raw)
+        else:
+            data = json.loads(raw.decode("utf-8"))
+    except Exception as exc:  # JSON, UTF-8, unpickling (missing module...) alike
+        what = "pickle" if fmt == "pickle" else "JSON"
+        raise InputError(
+            "--input %s is not valid %s: %s: %s" % (where, what, type(exc).__name__, exc)
+        ) from None
     if not isinstance(data, dict) or not set(data) <= {"args", "kwargs"}:
-        raise ValueError('--input must hold an object {"args": [...], "kwargs": {...}}')
+        raise InputError('--input %s must hold an object {"args": [...], "kwargs": {...}}' % where)
     args = data.get("args", [])
     kwargs = data.get("kwargs", {})
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise ValueError("--input: args must be a list and kwargs an object")
+        raise InputError("--input %s: args must be a list and kwargs an object" % where)
     return list(args), dict(kwargs)
 
 
-def write_output(result: Any, path: str | None, fmt: str) -> None:
-    """Write the return value (JSON or pickle) atomically to `path`, or as JSON on stdout."""
-    if path is None:
-        text = json.dumps(result)
+class OutputError(OSError):
+    """The value could not be written where it must go (exit 87, never 81)."""
+
+
+def write_value(result: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Encode the return value and put it where it belongs; what the report says about it.
+
+    JSON goes to `--output` or as one line on stdout. A value JSON cannot hold goes, pickled, to
+    `--output` or to `spec["value_path"]` (beside the report, else in the working directory),
+    and a descriptor naming the file is printed on stdout. Writes are atomic.
+    """
+    from . import result as rv
+
+    fmt = spec.get("output_format") or "json"
+    out = spec.get("output")
+    enc = rv.encode(result, fmt)
+    meta = enc.meta()
+    if enc.kind == "pickle":
+        path = os.path.abspath(out or spec.get("value_path") or "value.pkl")
+        _write_file(path, enc.data)
+        meta["path"] = path
+        if out is None or fmt == "json":
+            _stdout(json.dumps(rv.file_descriptor(enc, path)))
+            sys.stderr.write(
+                "lfm: the return value (%s) is %s; pickled to %s\n"
+                % (enc.type, enc.reason or "pickled as asked", path)
+            )
+        return meta
+    if enc.kind == "unsaved":
+        sys.stderr.write("lfm: warning: the return value (%s) %s\n" % (enc.type, enc.reason))
+    if out is None:
+        _stdout(enc.data.decode("utf-8"))
+    else:
+        _write_file(out, enc.data + b"\n")
+        meta["path"] = os.path.abspath(out)
+    return meta
+
+
+def _write_file(path: str, data: bytes) -> None:
+    from .result import write_atomic
+
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise OutputError(
+            "cannot write the return value to %s: %s" % (path, exc.strerror or exc)
+        ) from None
+
+
+def _stdout(text: str) -> None:
+    try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
-        return
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    if fmt == "pickle":
-        import pickle
-
-        with open(tmp, "wb") as fh:
-            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    else:
-        text = json.dumps(result)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    os.replace(tmp, path)
+    except (OSError, ValueError) as exc:
+        raise OutputError("cannot write the return value to stdout: %s" % (exc,)) from None
 
 
 def _resolve(obj: Any, qualname: str) -> Any:
@@ -183,6 +299,31 @@ def _exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
+def complete(value: Any) -> Any:
+    """What the call returned, finished: a coroutine is awaited, a generator consumed.
+
+    `async def` targets are run with `asyncio.run` (a fresh event loop per call); generators
+    and async generators are exhausted and their items returned as a list (docs/launcher.md).
+    """
+    import types
+
+    if isinstance(value, types.CoroutineType):
+        import asyncio
+
+        return asyncio.run(value)
+    if isinstance(value, types.GeneratorType):
+        return list(value)
+    if isinstance(value, types.AsyncGeneratorType):
+        import asyncio
+
+        return asyncio.run(_drain(value))
+    return value
+
+
+async def _drain(agen: Any) -> list[Any]:
+    return [item async for item in agen]
+
+
 def invoke(
     fn: Any, args: Sequence[Any], kwargs: Mapping[str, Any], events: Events
 ) -> tuple[int | None, Any, float]:
@@ -193,7 +334,7 @@ def invoke(
     """
     t1 = time.time()
     try:
-        return None, fn(*args, **kwargs), t1
+        return None, complete(fn(*args, **kwargs)), t1
     except SystemExit as exc:
         code = _exit_code_of(exc)
         events.emit(
@@ -243,10 +384,14 @@ def run_target(spec: dict[str, Any], events_fd: int) -> int:
     if mode == "function" and spec.get("input"):
         try:
             args, kwargs = load_input(spec["input"], spec.get("input_format", "json"))
-        except (OSError, ValueError) as exc:
-            sys.stderr.write("lfm: cannot read --input {}: {}\n".format(spec["input"], exc))
-            events.emit("result", status="error", error=_error_info(exc, "input"))
-            return FUNCTION_ERROR
+        except InputError as exc:  # before the call: a usage error, never "function raised"
+            sys.stderr.write("lfm: error: %s\n" % (exc,))
+            events.emit(
+                "result",
+                status="usage",
+                error={"type": "InputError", "phase": "input", "message": str(exc)},
+            )
+            return USAGE
     elif mode == "function":
         args = [decode_arg(a) for a in args]
 
@@ -301,14 +446,17 @@ def run_target(spec: dict[str, Any], events_fd: int) -> int:
         return failed
     t2 = time.time()
     try:
-        write_output(result, spec.get("output"), spec.get("output_format", "json"))
-    except (TypeError, ValueError, OSError) as exc:
-        msg = f"cannot write the return value ({type(result).__name__}): {exc}"
-        hint = " (use --output FILE --output-format pickle for non-JSON values)"
-        sys.stderr.write("lfm: " + msg + hint + "\n")
-        info = _error_info(exc, "output")
-        info["message"] = msg + hint
-        events.emit("result", status="error", error=info, call_s=round(t2 - t1, 6))
-        return FUNCTION_ERROR
-    events.emit("result", status="ok", call_s=round(t2 - t1, 6), result_type=type(result).__name__)
+        meta = write_value(result, spec)
+    except OutputError as exc:  # the function returned: its value is lost, not its fault
+        sys.stderr.write("lfm: error: %s\n" % (exc,))
+        events.emit(
+            "result",
+            status="infrastructure",
+            error={"type": "OutputError", "phase": "output", "message": str(exc)},
+            call_s=round(t2 - t1, 6),
+        )
+        return OUTPUT
+    events.emit(
+        "result", status="ok", call_s=round(t2 - t1, 6), result_type=meta["type"], value=meta
+    )
     return 0

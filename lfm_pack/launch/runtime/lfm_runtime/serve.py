@@ -119,12 +119,14 @@ def merge_limits(base: Limits, override: dict[str, Any]) -> Limits:
 
 
 # ------------------------------------------------------------------ inside the call's task
-def run_call(fn: Callable[..., Any], req: Request, events_fd: int) -> int:
+def run_call(fn: Callable[..., Any], req: Request, events_fd: int, fmt: str = "json") -> int:
     """Call the already imported target in the forked task process; returns its exit code.
 
-    The return value travels to the call monitor as JSON text inside the `result` event.
+    The value is encoded by the single-shot encoder (`result.encode`, format `fmt`) and
+    travels to the call monitor inside the `result` event: JSON text, or the pickle's bytes.
     """
-    from .runner import Events, _error_info, invoke
+    from .result import encode
+    from .runner import Events, invoke
 
     events = Events(events_fd)
     events.emit("start")
@@ -132,21 +134,17 @@ def run_call(fn: Callable[..., Any], req: Request, events_fd: int) -> int:
     if code is not None:
         return code
     t2 = time.time()
-    try:
-        text = json.dumps(result)
-    except (TypeError, ValueError) as exc:
-        msg = f"cannot encode the return value ({type(result).__name__}) as JSON: {exc}"
-        sys.stderr.write("lfm: " + msg + "\n")
-        info = _error_info(exc, "output")
-        info["message"] = msg
-        events.emit("result", status="error", error=info, call_s=round(t2 - t1, 6))
-        return ec.FUNCTION_ERROR
+    enc = encode(result, fmt)
+    if enc.kind == "unsaved":
+        sys.stderr.write("lfm: warning: the return value (%s) %s\n" % (enc.type, enc.reason))
+    payload = {"value_pickle": enc.data} if enc.kind == "pickle" else {"value_json": enc.data}
     events.emit(
         "result",
         status="ok",
         call_s=round(t2 - t1, 6),
-        result_type=type(result).__name__,
-        value_json=text,
+        result_type=enc.type,
+        value=enc.meta(),
+        **payload,
     )
     return 0
 
@@ -450,7 +448,7 @@ class Server:
             assert self.fn is not None
             code = ec.MONITOR
             try:
-                code = run_call(self.fn, req, mon.events_fd)
+                code = run_call(self.fn, req, mon.events_fd, cfg.get("output_format") or "json")
             finally:
                 _exit_child(code)
         res = mon.supervise()
@@ -505,7 +503,12 @@ class Server:
         }
         ev = res["events"].get("result") or {}
         if rep["status"] == "ok":
-            out["value"] = json.loads(ev["value_json"]) if "value_json" in ev else None
+            if "value_pickle" in ev:  # inline, so a warm result leaves no file behind
+                import base64
+
+                out["value_pickle"] = base64.b64encode(ev["value_pickle"]).decode("ascii")
+            else:
+                out["value"] = json.loads(ev["value_json"]) if "value_json" in ev else None
         else:
             out["error"] = rep["error"]
         data = (json.dumps(out, sort_keys=True, default=str) + "\n").encode()
