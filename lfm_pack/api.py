@@ -422,18 +422,20 @@ def analyze(
     python: str | None = None,
     prefix: str | None = None,
     cwd: str | None = None,
+    source_roots: Sequence[str] = (),
 ) -> Analysis:
     """Analyze a function (object or 'file.py:func' / 'pkg.mod:func' string, or a list of them).
 
     For a live function the environment is the interpreter running this code (the one that
     imported it), unless `python`/`prefix` say otherwise; strings follow the CLI's default.
+    `source_roots` are directories to import local modules from (the CLI's --source-root).
     """
     from lfm_pack.analyze.pipeline import run_analysis
 
     raws, live = _raw_targets(target)
     if live and python is None and prefix is None:
         python = sys.executable
-    return run_analysis(raws, python=python, prefix=prefix, cwd=cwd)
+    return run_analysis(raws, python=python, prefix=prefix, cwd=cwd, source_roots=source_roots)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,6 +470,8 @@ def pack(
     allow_unrelocatable: bool = False,
     python: str | None = None,
     prefix: str | None = None,
+    skip_optional: bool = False,
+    source_roots: Sequence[str] = (),
 ) -> Packed:
     """Pack a function (object, target string, list, or an `Analysis`) into archive + launcher.
 
@@ -481,7 +485,9 @@ def pack(
     from lfm_pack.pack.select import STRIP_CHOICES, Options
 
     analysis = (
-        target if isinstance(target, Analysis) else analyze(target, python=python, prefix=prefix)
+        target
+        if isinstance(target, Analysis)
+        else analyze(target, python=python, prefix=prefix, source_roots=source_roots)
     )
     bad = sorted(set(strip) - set(STRIP_CHOICES))
     if bad:
@@ -497,12 +503,15 @@ def pack(
         editable_as_source=editable_as_source,
         allow_unrelocatable=allow_unrelocatable,
         compile=compile,
+        skip_optional=skip_optional,
     )
     pack_name = checked_name(name) if name else default_name(analysis)
     if outdir is None:
+        from lfm_pack.analyze.pipeline import for_pack
         from lfm_pack.pack import manifest
 
-        key = manifest.env_key(analysis, opts, compression, level)
+        shipped = for_pack(analysis, opts.include, opts.exclude, opts.skip_optional)
+        key = manifest.env_key(shipped, opts, compression, level)
         out = default_pack_dir() / f"{pack_name}-{key[:16]}"
         launcher = out / f"{pack_name}-run"
         if launcher.is_file():

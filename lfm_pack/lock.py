@@ -3,7 +3,9 @@
 The JSON that `lfm-pack analyze --json` prints is also the lock `lfm-pack pack --lock` consumes
 (analyze on a laptop, pack in CI), so it carries everything pack needs: the probed environment,
 the targets, local files and placeholders. Keys documented in the README are a contract: add
-freely, never rename.
+freely, never rename. `editables` lists the editable installs followed as local code (style,
+roots, mode, reason); `excluded` (in the lock written beside a pack) the closure members that
+pack's options left out, with the reason: that lock describes the archive.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from lfm_pack.errors import InputFileError
 from lfm_pack.models import (
     SCHEMA_ANALYSIS,
     Analysis,
+    EditableSource,
+    Exclusion,
     Finding,
     ImportSite,
     Location,
@@ -127,6 +131,23 @@ def analysis_to_json(a: Analysis) -> dict[str, Any]:
             }
             for p in a.packages
         ],
+        "editables": [
+            {
+                "name": e.name,
+                "version": e.version,
+                "style": e.style,
+                "url": e.url,
+                "metadata_path": e.metadata_path,
+                "roots": list(e.roots),
+                "names": list(e.names),
+                "mode": e.mode,
+                "reason": e.reason,
+            }
+            for e in a.editables
+        ],
+        "excluded": [
+            {"name": x.name, "version": x.version, "reason": x.reason} for x in a.excluded
+        ],
         "extra": dict(a.extra),
     }
 
@@ -171,6 +192,24 @@ def analysis_from_json(d: dict[str, Any], origin: str = "<lock>") -> Analysis:
                 for p in d.get("placeholders", ())
             ),
             extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())),
+            editables=tuple(
+                EditableSource(
+                    name=e["name"],
+                    version=e["version"],
+                    style=e["style"],
+                    url=e.get("url"),
+                    metadata_path=e["metadata_path"],
+                    roots=tuple(e["roots"]),
+                    names=tuple(e.get("names", ())),
+                    mode=e.get("mode", "functions"),
+                    reason=e.get("reason", ""),
+                )
+                for e in d.get("editables", ())
+            ),
+            excluded=tuple(
+                Exclusion(x["name"], x.get("version", ""), x["reason"])
+                for x in d.get("excluded", ())
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputFileError(

@@ -183,8 +183,46 @@ class Package:
 
 
 @dataclass(frozen=True)
+class EditableSource:
+    """An editable (`pip install -e`) or path install, followed as the user's own code.
+
+    `style` says how the install puts its code on the path: "pth" (a directory line in a
+    `.pth`: setuptools src layouts, hatch, flit, PDM, uv), "setuptools-finder" (PEP 660
+    `__editable___*_finder.py` MAPPING), "editables" (the `editables` redirector of hatch
+    `dev-mode-exact` / PDM), "setuptools-strict" (a tree of links under `build/__editable__.*`),
+    "develop" (legacy `setup.py develop` / egg-link). `roots` are the directories its modules are
+    found from (local roots of the analysis); `names` its top-level modules; `mode` is
+    "functions" (reached functions followed, like any local file) or "whole" (every module
+    followed and shipped unchanged: `--include NAME`, or required by an installed package).
+    """
+
+    name: str
+    version: str
+    style: str
+    url: str | None
+    metadata_path: str  # its .dist-info / .egg-info directory
+    roots: tuple[str, ...]
+    names: tuple[str, ...]
+    mode: str = "functions"
+    reason: str = "imported by reached code"
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A closure member that the archive does not contain, and why (`--exclude`, ...)."""
+
+    name: str
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Analysis:
-    """The product of `lfm-pack analyze`; also the lock that `pack` consumes."""
+    """The product of `lfm-pack analyze`; also the lock that `pack` consumes.
+
+    The lock written beside a pack describes that archive: `packages` are the members it ships,
+    `excluded` the members the pack options left out (with the reason).
+    """
 
     targets: tuple[TargetSpec, ...]
     env: EnvInfo
@@ -196,3 +234,5 @@ class Analysis:
     packages: tuple[Package, ...]
     placeholders: tuple[Placeholder, ...] = ()
     extra: tuple[tuple[str, str], ...] = field(default=())  # free-form provenance (tool version…)
+    editables: tuple[EditableSource, ...] = ()  # editable installs whose source ships
+    excluded: tuple[Exclusion, ...] = ()  # closure members the pack leaves out

@@ -283,6 +283,148 @@ def real_venv(requirements: Sequence[str], python: str | None = None) -> Path:
     return _cached_build(target, build)
 
 
+# --------------------------------------------------------------------------- editable installs
+
+#: How each backend is asked for an editable install: (build requirement, backend, layout,
+#: extra pyproject text, extra `pip install -e` arguments, runtime packages the hook needs).
+EDITABLE_STYLES: dict[str, tuple[str, str, str, str, tuple[str, ...], tuple[str, ...]]] = {
+    "setuptools-src": ("setuptools>=64", "setuptools.build_meta", "src", "", (), ()),
+    "setuptools-flat": ("setuptools>=64", "setuptools.build_meta", "flat", "", (), ()),
+    "setuptools-strict": (  # strict mode links only what a wheel would hold: declare the data
+        "setuptools>=64",
+        "setuptools.build_meta",
+        "src",
+        '[tool.setuptools.package-data]\nmypkg = ["data/*.json"]\n',
+        ("--config-settings", "editable_mode=strict"),
+        (),
+    ),
+    "setuptools-develop": ("", "", "src", "", ("--no-use-pep517",), ("wheel",)),
+    "hatchling": (
+        "hatchling",
+        "hatchling.build",
+        "src",
+        '[tool.hatch.build.targets.wheel]\npackages = ["src/mypkg"]\n',
+        (),
+        (),
+    ),
+    "hatchling-exact": (
+        "hatchling",
+        "hatchling.build",
+        "src",
+        '[tool.hatch.build.targets.wheel]\npackages = ["src/mypkg"]\n'
+        "[tool.hatch.build]\ndev-mode-exact = true\n",
+        (),
+        ("editables",),
+    ),
+    "flit": ("flit_core>=3.4", "flit_core.buildapi", "flat", "", (), ()),
+    "pdm": ("pdm-backend", "pdm.backend", "src", "", (), ()),
+    "pdm-editables": (
+        "pdm-backend",
+        "pdm.backend",
+        "src",
+        '[tool.pdm.build]\neditable-backend = "editables"\n',
+        (),
+        ("editables",),
+    ),
+    "uv": ("uv_build>=0.7", "uv_build", "src", "", (), ()),
+}
+
+#: The package every editable style installs (mypkg 0.1). `fit` imports `greetlib`, which
+#: the project does not declare (it declares `declared-only`, which is not installed);
+#: `unused` and `extra.py` import `yamlish`, which no reached code needs; `fit` reads package
+#: data through importlib.resources and the package's own version from its metadata.
+EDITABLE_PACKAGE: dict[str, str] = {
+    "mypkg/__init__.py": (
+        '"""mypkg: a research package installed with pip install -e."""\n'
+        "from importlib.metadata import version\n\n"
+        "from .core import fit\n\n"
+        '__version__ = version("mypkg")\n'
+    ),
+    "mypkg/core.py": (
+        "import json\n"
+        "from importlib import resources\n\n\n"
+        "def fit(x):\n"
+        "    import greetlib\n\n"
+        '    table = json.loads(resources.files("mypkg").joinpath("data/table.json").read_text())\n'
+        "    from mypkg import __version__\n\n"
+        '    return {"x": x + table["offset"], "greet": greetlib.hello(), "version": __version__}\n'
+        "\n\n"
+        "def unused():\n"
+        "    import yamlish\n\n"
+        "    return yamlish\n"
+    ),
+    "mypkg/extra.py": "import yamlish\n\nVALUE = yamlish.NAME\n",
+    "mypkg/data/table.json": '{"offset": 100}\n',
+}
+
+#: Installed beside the editable package (hand-written dist-infos, no network).
+EDITABLE_NEIGHBOURS = (
+    FakeDist("greetlib", "1.0", {"greetlib/__init__.py": "def hello():\n    return 'hello'\n"}),
+    FakeDist("yamlish", "2.0", {"yamlish/__init__.py": "NAME = 'yamlish'\n"}),
+)
+
+
+def editable_venv(style: str, python: str | None = None) -> tuple[Path, Path]:
+    """(venv, project): `pip install -e project` of mypkg with the `style` backend, cached.
+
+    Real pip, real backends from the package index (build isolation), so the `.pth` /
+    finder / egg-link files are exactly what each backend writes; cached like `real_venv`
+    under `${LFM_TEST_CACHE}/editable/<style>-<key>/{venv,project}`. Never modify them.
+    """
+    requires, backend, layout, extra, pip_args, runtime = EDITABLE_STYLES[style]
+    exe = python or sys.executable
+    version = subprocess.run(
+        [exe, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    spec = json.dumps(
+        [
+            version,
+            style,
+            EDITABLE_STYLES[style],
+            EDITABLE_PACKAGE,
+            [d.name for d in EDITABLE_NEIGHBOURS],
+        ]
+    )
+    key = hashlib.sha256(spec.encode()).hexdigest()[:16]
+    target = cache_root() / "editable" / f"{style}-{key}"
+
+    def build(root: Path) -> None:
+        proj = root / "project"
+        pkg_base = proj / "src" if layout == "src" else proj
+        for rel, text in EDITABLE_PACKAGE.items():
+            _write(pkg_base / rel, text)
+        meta = (
+            '[project]\nname = "mypkg"\nversion = "0.1"\ndescription = "an editable test"\n'
+            'dependencies = ["declared-only"]\n'
+        )
+        if backend:
+            _write(
+                proj / "pyproject.toml",
+                f'[build-system]\nrequires = ["{requires}"]\nbuild-backend = "{backend}"\n\n'
+                + meta
+                + extra,
+            )
+        else:  # legacy setup.py develop
+            _write(
+                proj / "setup.py",
+                "from setuptools import setup\n"
+                'setup(name="mypkg", version="0.1", package_dir={"": "src"}, packages=["mypkg"],'
+                ' install_requires=["declared-only"])\n',
+            )
+        env = root / "venv"
+        subprocess.run([exe, "-m", "venv", str(env)], check=True)
+        pip = [str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--no-input"]
+        pip.append("--disable-pip-version-check")
+        if runtime:
+            subprocess.run([*pip, *runtime], check=True)
+        subprocess.run([*pip, "--no-deps", *pip_args, "-e", str(proj)], check=True)
+        for d in EDITABLE_NEIGHBOURS:
+            write_dist(site_packages(env), d, env / "bin")
+
+    root = _cached_build(target, build)
+    return root / "venv", root / "project"
+
+
 # --------------------------------------------------------------------------- conda prefixes
 
 PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"  # conda's prefix placeholder (conda-pack's too)

@@ -190,6 +190,7 @@ def test_legacy_develop_install_is_editable(tmp_path: Path) -> None:
     (egg / "top_level.txt").write_text("devpkg\n")
     root = fake_env(tmp_path, [])
     (site_packages(root) / "easy-install.pth").write_text(f"{proj}\n")
+    (site_packages(root) / "devpkg.egg-link").write_text(f"{proj}\n.")
     index = load_index(env_info(root))
     (d,) = index.owners(str(proj / "devpkg" / "__init__.py"))
     assert (d.name, d.version, d.editable, d.direct_url) == (
@@ -198,6 +199,58 @@ def test_legacy_develop_install_is_editable(tmp_path: Path) -> None:
         True,
         f"file://{proj}",
     )
+    (layout,) = index.editables()
+    assert (layout.style, layout.roots, layout.names) == ("develop", (str(proj),), ("devpkg",))
+
+
+def test_egg_info_off_the_site_dir_without_egg_link_is_an_ordinary_install(
+    tmp_path: Path,
+) -> None:
+    """Debian's /usr/lib/python3/dist-packages is on sys.path but is not the site dir; its
+    egg-infos are ordinary installs, not `setup.py develop` projects."""
+    extra = tmp_path / "dist-packages"
+    (extra / "debpkg").mkdir(parents=True)
+    (extra / "debpkg" / "__init__.py").write_text("")
+    egg = extra / "debpkg-1.0.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: debpkg\nVersion: 1.0\n")
+    (egg / "top_level.txt").write_text("debpkg\n")
+    root = fake_env(tmp_path, [])
+    (site_packages(root) / "zz.pth").write_text(f"{extra}\n")
+    index = load_index(env_info(root))
+    (d,) = index.owners(str(extra / "debpkg" / "__init__.py"))
+    assert (d.name, d.editable) == ("debpkg", False)
+    assert index.editables() == ()
+
+
+def test_src_layout_egg_info_of_an_editable_is_not_a_second_install(tmp_path: Path) -> None:
+    """`pip install -e .` of a setuptools src layout leaves src/mylib.egg-info, which the
+    .pth puts on sys.path: the same installation, no "installed twice" warning."""
+    src = tmp_path / "proj" / "src"
+    (src / "mylib").mkdir(parents=True)
+    (src / "mylib" / "__init__.py").write_text("")
+    egg = src / "mylib.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: mylib\nVersion: 0.1\n")
+    (egg / "top_level.txt").write_text("mylib\n")
+    root = fake_env(
+        tmp_path,
+        [
+            FakeDist(
+                "mylib",
+                "0.1",
+                {"__editable__.mylib-0.1.pth": f"{src}\n"},
+                direct_url={"url": src.parent.as_uri(), "dir_info": {"editable": True}},
+            )
+        ],
+    )
+    index = load_index(env_info(root))
+    assert [f.code for f in index.findings] == []
+    d = index.get("mylib")
+    assert d is not None and d.metadata_path.endswith(".dist-info")
+    assert [x.key for x in index.distributions].count("mylib") == 1
+    (layout,) = index.editables()
+    assert (layout.style, layout.roots) == ("pth", (str(src),))
 
 
 def _conda_record(

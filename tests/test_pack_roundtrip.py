@@ -348,33 +348,44 @@ def test_compile_ships_valid_bytecode(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ refusals
 
 
-def test_editable_install_is_refused_unless_shipped_as_source(tmp_path: Path) -> None:
+def test_editable_install_ships_as_source_by_default(tmp_path: Path) -> None:
+    """No refusal, no flag: an editable install is the user's code (tests/test_editable.py has
+    the real backends); the deprecated --editable-as-source is still accepted."""
     src = tmp_path / "mylib-src"
     (src / "mylib").mkdir(parents=True)
     (src / "mylib" / "__init__.py").write_text("VALUE = 41\n")
     venv = _fake(tmp_path, editable_src=src)
     proj = _project(tmp_path, "import mylib\n\ndef f():\n    return mylib.VALUE + 1\n")
     out = tmp_path / "out"
-    refused = pack(
-        proj, "--prefix", str(venv), "job.py:f", "-o", str(out), "--no-verify", check=False
-    )
-    assert refused.returncode == 8, refused.stderr
-    assert "editable" in refused.stderr and "mylib" in refused.stderr
-    assert "--editable-as-source" in refused.stderr
-    assert not out.exists() or os.listdir(out) == []
     ok = pack(
         proj,
-        *("--prefix", str(venv), "job.py:f", "-o", str(out), "--editable-as-source", "--json"),
+        *("--prefix", str(venv), "job.py:f", "-o", str(out), "--json"),
         *("--compression", "zstd"),
     )
-    assert any("editable" in n for n in json.loads(ok.stdout)["notes"])
-    assert f"{SITE}/mylib/__init__.py" in _names_zst(out / "f.tar.zst")
+    assert any(
+        "mylib 0.1: editable install shipped as source" in n for n in json.loads(ok.stdout)["notes"]
+    )
+    names = _names_zst(out / "f.tar.zst")
+    assert ".lfm/app/1/mylib/__init__.py" in names
+    assert f"{SITE}/mylib-0.1.dist-info/METADATA" in names
+    assert not [n for n in names if n.endswith(".pth")]
     moved = _moved(out, tmp_path)
     run = run_hidden(
         [str(moved / "f-run"), "--cache-dir", str(tmp_path / "nc")], _hide(venv, proj, src)
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == 42
+    again = pack(
+        proj,
+        "--prefix",
+        str(venv),
+        "job.py:f",
+        "-o",
+        str(tmp_path / "o2"),
+        "--editable-as-source",
+        "--no-verify",
+    )
+    assert "no longer needed" in again.stderr
 
 
 def test_verification_names_a_file_that_leaks_the_build_prefix(tmp_path: Path) -> None:

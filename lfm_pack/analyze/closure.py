@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from packaging.markers import Marker
 
 IMPORT = "<import>"
+#: `required_by` label of a member the user asked for with `pack --include NAME`.
+INCLUDE = "<include>"
 _EXTRA_ONLY = re.compile(r"""^[^;]*;\s*extra\s*==\s*(['"])([^'"]+)\1\s*$""")
 
 
@@ -141,8 +143,15 @@ def _parse_conda_dep(dep: str) -> tuple[str, str | None]:
 
 
 class _Closure:
-    def __init__(self, env: EnvInfo, index: DistIndex, installed_extras: bool = True) -> None:
+    def __init__(
+        self,
+        env: EnvInfo,
+        index: DistIndex,
+        installed_extras: bool = True,
+        source: frozenset[str] = frozenset(),
+    ) -> None:
         self.env = env
+        self.source = source  # editable installs shipped as source: their edges are imports
         self.installed_extras = installed_extras
         self.markers = env.markers_dict
         self.index = index
@@ -150,15 +159,15 @@ class _Closure:
         self.findings: list[Finding] = []
         self.queue: deque[tuple[str, frozenset[str]]] = deque()
 
-    def add_direct(self, key: str, optional: bool) -> None:
+    def add_direct(self, key: str, optional: bool, label: str = IMPORT) -> None:
         dist = self.index.get(key)
         if dist is None:  # mapping named it, so it is installed; guard anyway
             return
         m = self.members.setdefault(dist.key, _Member(dist))
-        if not m.direct:
-            m.direct = True
-            m.required_by.insert(0, IMPORT)
+        if label not in m.required_by:
+            m.required_by.insert(0 if label == IMPORT else len(m.required_by), label)
             m.markers.append(None)
+        m.direct = True
         m.direct_optional = m.direct_optional and optional
         self.queue.append((dist.key, frozenset()))
 
@@ -171,6 +180,8 @@ class _Closure:
             if not new:
                 continue
             m.extras_done |= new
+            if key in self.source:
+                continue  # followed as local code: what it imports is already in the closure
             if m.dist.source == "conda":
                 self._conda_edges(m)
             else:
@@ -401,13 +412,19 @@ def compute_closure(
     index: DistIndex,
     installed_extras: bool = True,
     metadata_lookups: Sequence[str] = (),
+    source: Sequence[str] = (),
+    include: Sequence[str] = (),
 ) -> tuple[tuple[Package, ...], tuple[Finding, ...]]:
     """Direct third-party distributions plus their installed requirements, pinned.
 
     With `installed_extras`, extras whose requirements are all installed join as optional
     members (see `_Closure._installed_extra_edges`). `metadata_lookups` names distributions
     whose metadata reached code reads (`importlib.metadata.version("x")`): their dist-info must
-    ship, so they join as direct members even when nothing imports them.
+    ship, so they join as direct members even when nothing imports them. `source` names
+    editable installs followed as the user's own code: when one is a member (its metadata is
+    read, or an installed package requires it) its `Requires-Dist` is not followed, because
+    the imports of its code already are. `include` names distributions the user asked for
+    (`pack --include`): direct, required members labelled `<include>`, with their closure.
     """
     optional: dict[str, bool] = {}
     for r in resolved:
@@ -417,13 +434,17 @@ def compute_closure(
         dist = index.get(name)
         if dist is not None:
             optional[dist.key] = False
-    key = _cache_key(index, env, optional) + ("-x" if installed_extras else "")
+    src = frozenset(k for k in (normalize(n) for n in source))
+    inc = sorted({d.key for d in (index.get(n) for n in include) if d is not None})
+    key = _cache_key(index, env, optional, sorted(src), inc) + ("-x" if installed_extras else "")
     hit = _cache_load(key)
     if hit is not None:
         return hit
-    c = _Closure(env, index, installed_extras)
+    c = _Closure(env, index, installed_extras, src)
     for name in sorted(optional):
         c.add_direct(name, optional[name])
+    for name in inc:
+        c.add_direct(name, False, INCLUDE)
     c.run()
     result = c.packages(), tuple(dict.fromkeys(c.findings))
     _cache_store(key, result)
@@ -438,11 +459,24 @@ def _cache_dir() -> Path:
     return Path(base) / "lfm-pack" / "closure"
 
 
-def _cache_key(index: DistIndex, env: EnvInfo, direct: dict[str, bool]) -> str:
+def _cache_key(
+    index: DistIndex,
+    env: EnvInfo,
+    direct: dict[str, bool],
+    source: list[str],
+    include: list[str],
+) -> str:
     h = hashlib.sha256()
     with contextlib.suppress(OSError):
         h.update(Path(__file__).read_bytes())  # editing this module invalidates by itself
-    payload = [__version__, index.fingerprint, sorted(env.markers), sorted(direct.items())]
+    payload = [
+        __version__,
+        index.fingerprint,
+        sorted(env.markers),
+        sorted(direct.items()),
+        source,
+        include,
+    ]
     h.update(json.dumps(payload).encode())
     return h.hexdigest()
 
@@ -476,37 +510,113 @@ def _cache_store(key: str, result: tuple[tuple[Package, ...], tuple[Finding, ...
 # --------------------------------------------------------------------------- why
 
 
+def why_target(name: str, analysis: Analysis) -> str | None:
+    """The closure member (or editable install) `--why NAME` is about, by any of its names.
+
+    NAME may be a distribution (`scikit-learn`, `scikit_learn`), an import name (`sklearn`,
+    `PIL.Image`) of a reached import, or an editable install followed as local code.
+    """
+    key = normalize(name)
+    for p in analysis.packages:
+        if normalize(p.name) == key:
+            return p.name
+    for e in analysis.editables:
+        if normalize(e.name) == key or name in e.names:
+            return e.name
+    for r in (*analysis.imports, *analysis.unresolved):
+        mod = r.site.module
+        if r.distribution and (mod == name or mod.startswith(name + ".")):
+            for p in analysis.packages:
+                if normalize(p.name) == normalize(r.distribution):
+                    return p.name
+    top = name.split(".")[0]
+    for e in analysis.editables:
+        if top in e.names:
+            return e.name
+    return None
+
+
+def _site_label(r: ResolvedImport) -> str:
+    s = r.site
+    notes = []
+    if s.optional:
+        notes.append("guarded: optional" if s.hint is None else f"hint: {s.hint}")
+    if s.dynamic:
+        notes.append("dynamic")
+    extra = f", {', '.join(notes)}" if notes else ""
+    return f"{s.location} (import {s.module}{extra})"
+
+
 def why(name: str, analysis: Analysis, limit: int = 50) -> list[list[str]]:
     """Chains [call chain..., `file:line (import mod)`, direct package, ..., NAME], shortest first.
 
     The call chain is the import site's `via` (target function -> helpers that reach the
-    import), so the answer reads from the user's function to the package. Empty when NAME is
-    not in the closure. Cycles are cut; at most `limit` chains.
+    import), so the answer reads from the user's function to the package. Guarded imports
+    say so (`guarded: optional`), members brought in by an installed extra name it
+    (`pandas[plot]`), `--include` members start with `--include NAME`, and an editable install
+    followed as local code ends with `NAME (editable, shipped as source)`. NAME may be an
+    import name (`sklearn`). Empty when NAME is in neither the closure nor the local code.
+    Cycles are cut; at most `limit` chains.
     """
+    target = why_target(name, analysis) or name
     by_key = {normalize(p.name): p for p in analysis.packages}
-    goal = by_key.get(normalize(name))
+    editable = {normalize(e.name): e for e in analysis.editables}
+    goal = by_key.get(normalize(target))
+    chains: list[list[str]] = []
+    if normalize(target) in editable:
+        e = editable[normalize(target)]
+        tail = f"{e.name} (editable {e.style} install, shipped as source: {e.mode})"
+        roots = tuple(r.rstrip("/") + "/" for r in e.roots)
+        seen: set[tuple[str, ...]] = set()
+        for r in analysis.imports:
+            if r.site.location.path.startswith(roots) and r.site.via not in seen:
+                seen.add(r.site.via)
+                chains.append([*r.site.via, tail])
+        if not chains:
+            chains.append([e.reason, tail])
+        if goal is None:
+            chains.sort(key=len)
+            return chains[:limit]
     if goal is None:
         return []
     sites: dict[str, list[tuple[str, ...]]] = {}
     for r in analysis.imports:
         if r.distribution:
-            label = (*r.site.via, f"{r.site.location} (import {r.site.module})")
+            label = (*r.site.via, _site_label(r))
             lst = sites.setdefault(normalize(r.distribution), [])
             if label not in lst:
                 lst.append(label)
-    chains: list[list[str]] = []
-    # breadth-first backwards from the goal over required_by edges
-    queue: deque[list[str]] = deque([[goal.name]])
+    from lfm_pack.analyze.reach_metadata import METADATA_LOOKUP, lookup_distribution
+
+    for f in analysis.findings:
+        looked = lookup_distribution(f.message) if f.code == METADATA_LOOKUP else None
+        if looked is not None and f.location is not None:
+            lst = sites.setdefault(normalize(looked), [])
+            lst.append((f"{f.location} (reads its installed metadata)",))
+    # breadth-first backwards from the goal over required_by edges; each path element is
+    # (display label, member key)
+    queue: deque[list[tuple[str, str]]] = deque([[(goal.name, normalize(goal.name))]])
     while queue and len(chains) < limit:
         path = queue.popleft()
-        head = by_key[normalize(path[0])]
+        head = by_key[path[0][1]]
+        shown = [label for label, _ in path]
         for parent in head.required_by:
             if parent == IMPORT:
                 for label in sites.get(normalize(head.name), [(f"{IMPORT} {head.name}",)]):
-                    chains.append([*label, *path])
+                    chains.append([*label, *shown])
                 continue
-            if parent in path or normalize(parent) not in by_key:
+            if parent == INCLUDE:
+                chains.append([f"--include {head.name}", *shown])
                 continue
-            queue.append([by_key[normalize(parent)].name, *path])
+            base, bracket, _ = parent.partition("[")
+            pkey = normalize(base)
+            if pkey not in by_key or any(k == pkey for _, k in path):
+                continue
+            step = by_key[pkey].name + (
+                f"[{parent.partition('[')[2]} (installed extra, optional)" if bracket else ""
+            )
+            queue.append([(step, pkey), *path])
+    if not chains and goal.direct:
+        chains.append([f"{IMPORT} {goal.name}"])
     chains.sort(key=len)
     return chains[:limit]

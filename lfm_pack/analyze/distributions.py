@@ -174,7 +174,7 @@ class DistIndex:
         self._env = env
         self._entries = entries
         self._site_dirs = site_dirs
-        self._sites = {os.path.normpath(p) for p in env.site_packages}
+        self._develop = _develop_dirs(site_dirs)
         self._loaded = False
         self._tables: dict[str, dict[str, int]] = {}
         self._abs: dict[str, int] = {}
@@ -330,6 +330,10 @@ class DistIndex:
                 self._load_conda(e)
                 e.claimed = True
                 self._claim_conda(i, e)
+        for e in self._entries:
+            if e.kind == "dist-info" and not self._conda_wrote(e):
+                self._load_record(e)  # first: the editable residue check needs owned_dirs
+        residue = self._editable_residue()
         for i, e in enumerate(self._entries):
             if e.kind == "conda":
                 continue
@@ -341,9 +345,12 @@ class DistIndex:
                 if self._by_key.get(e.key) == i:
                     self._by_key[e.key] = owner
                 continue
-            if e.kind == "dist-info":
-                self._load_record(e)
-            else:
+            if i in residue:
+                self._absorbed.add(i)
+                if self._by_key.get(e.key) == i:
+                    self._by_key[e.key] = residue[i]
+                continue
+            if e.kind == "egg-info":
                 self._load_egg(e)
             e.claimed = True
             self._claim(i, e.base, e.rels or [])
@@ -351,6 +358,30 @@ class DistIndex:
                 self._owned_dirs.append((d.rstrip("/") + "/", i))
         self._resolve_duplicates()
         self._report_conflicts()
+
+    def _editable_residue(self) -> dict[int, int]:
+        """`.egg-info` directories that are build residue of an editable install (-> its dist-info).
+
+        `pip install -e .` of a setuptools src layout writes `src/mypkg.egg-info` in the
+        project and a `.pth` that puts `src/` on sys.path, so the scan meets the project's own
+        egg-info beside the real, editable `mypkg-0.1.dist-info`. It is the same installation
+        seen twice, not a second one: absorbed silently (no "installed twice" warning). An
+        egg-info alone (`setup.py develop`) is the installation and stays.
+        """
+        editable: dict[str, list[tuple[int, set[str]]]] = {}
+        for i, e in enumerate(self._entries):
+            if e.kind == "dist-info" and e.owned_dirs:
+                dirs = {os.path.normpath(d) for d in e.owned_dirs}
+                editable.setdefault(e.key, []).append((i, dirs))
+        out: dict[int, int] = {}
+        for i, e in enumerate(self._entries):
+            if e.kind != "egg-info":
+                continue
+            for j, dirs in editable.get(e.key, ()):
+                if os.path.normpath(e.base) in dirs:
+                    out[i] = j
+                    break
+        return out
 
     def _conda_wrote(self, e: _Entry) -> bool:
         table = self._tables.get(e.base)
@@ -463,22 +494,12 @@ class DistIndex:
         raw = _read_text(e.meta_path + "/direct_url.json")
         if raw is None or '"editable"' not in raw:
             return ()
-        dirs: list[str] = []
-        for f in e.files():
-            if f.endswith(".pth"):
-                for line in (_read_text(f) or "").splitlines():
-                    line = line.strip()
-                    if line and not line.startswith(("#", "import ")) and os.path.isdir(line):
-                        dirs.append(os.path.normpath(line))
-            elif os.path.basename(f).startswith("__editable__") and f.endswith("_finder.py"):
-                m = re.search(
-                    r"^MAPPING\s*(?::[^=]*)?=\s*(\{.*?\})\s*$", _read_text(f) or "", re.M | re.S
-                )
-                if m:
-                    dirs.extend(
-                        os.path.normpath(p) for p in re.findall(r":\s*'([^']+)'", m.group(1))
-                    )
-        return tuple(dirs)
+        hooks = _pth_hooks(e.files())
+        return tuple(
+            dict.fromkeys(
+                [*hooks.dirs, *(_mapped_dir(p) for _, p in hooks.mapping)],
+            )
+        )
 
     def _load_egg(self, e: _Entry) -> None:
         listing = _read_text(e.meta_path + "/installed-files.txt")
@@ -601,8 +622,8 @@ class DistIndex:
                     f"{e.meta_path}/direct_url.json is not valid JSON: {exc}",
                     hint="reinstall that distribution",
                 ) from exc
-        if e.kind == "egg-info" and e.base not in self._sites:
-            # `setup.py develop`: the .egg-info sits in the project, put on sys.path by a .pth
+        if e.kind == "egg-info" and e.base in self._develop:
+            # `setup.py develop`: the .egg-info sits in the project, which an `.egg-link` names
             editable, url = True, "file://" + e.base
         e.dist = Distribution(
             name=str(name),
@@ -656,6 +677,29 @@ class DistIndex:
                     return self._dist(j)
             return None
         return self._dist(i)
+
+    def editables(self) -> tuple[EditableLayout, ...]:
+        """Every editable install in use, with the roots its source is imported from.
+
+        Cheap: a dist-info is only parsed when it has a `direct_url.json` saying editable
+        (or is an `.egg-info` outside the site directories, a `setup.py develop`).
+        """
+        self._load()
+        skip = self._absorbed | set(self._shadowed)
+        out: list[EditableLayout] = []
+        for i, e in enumerate(self._entries):
+            if i in skip or e.error or e.kind == "conda":
+                continue
+            if e.kind == "dist-info":
+                raw = _read_text(e.meta_path + "/direct_url.json")
+                if raw is None or '"editable"' not in raw:
+                    continue
+            elif e.base not in self._develop:
+                continue
+            layout = editable_layout(self._dist(i))
+            if layout is not None:
+                out.append(layout)
+        return tuple(out)
 
     def _bases(self) -> list[str]:
         return list(dict.fromkeys((*self._tables, *self._tops)))
@@ -733,7 +777,251 @@ class DistIndex:
                 )
 
 
-_CACHE_VERSION = 1
+# --------------------------------------------------------------------------- editables
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """What an editable install's `.pth` files put on the import path."""
+
+    dirs: tuple[str, ...]  # directory lines (site.py adds them to sys.path)
+    mapping: tuple[tuple[str, str], ...]  # (module name, file or directory) of a finder hook
+    style: str
+
+
+_IMPORT_LINE = re.compile(r"^import[ \t]")
+
+
+def _finder_mapping(path: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """The name -> path table of a finder module an editable `.pth` imports.
+
+    Two generators exist in the wild and both write literals, so they are read with `ast`
+    (never imported): setuptools' PEP 660 `__editable___<name>_finder.py` (`MAPPING = {...}`)
+    and the `editables` redirector used by hatch `dev-mode-exact` and PDM
+    (`F.map_module('pkg', '/src/pkg/__init__.py')`).
+    """
+    import ast
+
+    text = _read_text(path)
+    if text is None or ("MAPPING" not in text and "map_module" not in text):
+        return None
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    pairs: list[tuple[str, str]] = []
+    style = ""
+    for node in ast.walk(tree):
+        value: ast.expr | None = None
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "MAPPING" for t in node.targets)
+        ) or (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "MAPPING"
+        ):
+            value = node.value
+        if value is not None:
+            try:
+                table = ast.literal_eval(value)
+            except (ValueError, SyntaxError, TypeError):
+                continue
+            if isinstance(table, dict):
+                style = "setuptools-finder"
+                pairs += [
+                    (k, v) for k, v in table.items() if isinstance(k, str) and isinstance(v, str)
+                ]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "map_module"
+            and len(node.args) == 2
+            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
+        ):
+            style = "editables"
+            a0, a1 = node.args
+            assert isinstance(a0, ast.Constant) and isinstance(a1, ast.Constant)
+            pairs.append((str(a0.value), str(a1.value)))
+    return (style, tuple(pairs)) if style else None
+
+
+def _pth_hooks(files: Iterable[str]) -> _Hooks:
+    """Read every `.pth` of one distribution: directory lines and imported finder modules."""
+    files = tuple(files)
+    dirs: list[str] = []
+    mapping: list[tuple[str, str]] = []
+    styles: list[str] = []
+    by_name = {os.path.basename(f): f for f in files}
+    for f in files:
+        if not f.endswith(".pth"):
+            continue
+        for line in (_read_text(f) or "").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if _IMPORT_LINE.match(line):
+                for stmt in line.split(";"):
+                    m = re.match(r"^\s*import\s+([\w.]+)", stmt)
+                    mod = by_name.get(f"{m.group(1)}.py") if m else None
+                    found = _finder_mapping(mod) if mod else None
+                    if found is not None:
+                        styles.append(found[0])
+                        mapping += found[1]
+                continue
+            d = os.path.normpath(os.path.join(os.path.dirname(f), line))
+            if os.path.isdir(d):
+                dirs.append(d)
+                base = os.path.basename(d)
+                styles.append("setuptools-strict" if base.startswith("__editable__.") else "pth")
+    style = styles[0] if styles else "pth"
+    return _Hooks(tuple(dict.fromkeys(dirs)), tuple(dict.fromkeys(mapping)), style)
+
+
+def _mapped_dir(path: str) -> str:
+    """The directory a finder entry names (a package's `__init__.py` -> its directory)."""
+    path = os.path.normpath(path)
+    return os.path.dirname(path) if os.path.basename(path).startswith("__init__.") else path
+
+
+def _root_of(name: str, path: str) -> str | None:
+    """The directory from which `name` is imported as `path`, if their spelling agrees.
+
+    `mypkg` -> `/p/src/mypkg` gives `/p/src`; `ns.sub` -> `/p/src/ns/sub` gives `/p/src`;
+    `mod` -> `/p/mod.py` gives `/p`. A finder that maps a name onto a directory of another
+    name (setuptools `package_dir={"mypkg": "lib"}`) has no such root: None.
+    """
+    p = _mapped_dir(path)
+    parts = name.split(".")
+    leaf = os.path.basename(p)
+    if os.path.isfile(p):
+        leaf = leaf.split(".", 1)[0]
+    if leaf != parts[-1]:
+        return None
+    root = os.path.dirname(p)
+    for part in reversed(parts[:-1]):
+        if os.path.basename(root) != part:
+            return None
+        root = os.path.dirname(root)
+    return root
+
+
+#: Top-level names in a project directory that are never the installed package (a flat
+#: layout's `.pth` puts the whole project directory on sys.path).
+_NOT_THE_PACKAGE = frozenset(
+    {
+        "test",
+        "tests",
+        "testing",
+        "doc",
+        "docs",
+        "example",
+        "examples",
+        "benchmark",
+        "benchmarks",
+        "build",
+        "dist",
+        "setup",
+        "conftest",
+        "noxfile",
+        "tasks",
+        "scripts",
+        "tools",
+        "site-packages",
+    }
+)
+
+
+def _top_level_names(root: str, dist: Distribution) -> tuple[str, ...]:
+    """The importable top-level names under an editable's path directory.
+
+    `top_level.txt` (setuptools) when the dist-info has one; else the package named like the
+    project (flit's rule) when it is there; else every package/module of the directory but
+    the usual non-package directories (tests, docs, ...).
+    """
+    listed = _read_text(os.path.join(dist.metadata_path, "top_level.txt"))
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return ()
+    found: list[str] = []
+    for n in entries:
+        full = os.path.join(root, n)
+        if os.path.isdir(full):
+            if (
+                n.isidentifier()
+                and not n.startswith(".")
+                and any(f.endswith(".py") for f in _safe_listdir(full))
+            ):
+                found.append(n)
+        elif n.endswith(".py") and n[:-3].isidentifier():
+            found.append(n[:-3])
+        elif n.endswith(".so") and n.split(".", 1)[0].isidentifier():
+            found.append(n.split(".", 1)[0])
+    if listed:
+        wanted = [n for n in listed.split() if n in found]
+        if wanted:
+            return tuple(wanted)
+    guess = dist.key.replace("-", "_")
+    if guess in found:
+        return (guess,)
+    return tuple(n for n in dict.fromkeys(found) if n.lower() not in _NOT_THE_PACKAGE)
+
+
+def _safe_listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+@dataclass(frozen=True)
+class EditableLayout:
+    """How one editable install reaches its source, as far as lfm-pack can follow it."""
+
+    dist: Distribution
+    style: str
+    roots: tuple[str, ...]  # directories its modules are imported from
+    names: tuple[str, ...]  # its top-level modules
+    unmapped: tuple[tuple[str, str], ...] = ()  # (module, path) that no root can express
+
+
+def editable_layout(dist: Distribution) -> EditableLayout | None:
+    """The roots and names of an editable install (None for an ordinary distribution).
+
+    * `.pth` directory lines (setuptools src layouts and strict mode, hatch, flit, PDM, uv):
+      the directory is a root; its names from `top_level.txt` or the directory itself;
+    * finder hooks (setuptools PEP 660 flat layouts, `editables`): each mapped name's
+      directory parent is a root, when name and directory agree;
+    * legacy `setup.py develop` / egg-link: the `.egg-info` sits in the project directory that
+      `easy-install.pth` puts on sys.path: that directory is the root.
+    """
+    if not dist.editable:
+        return None
+    if dist.metadata_path.endswith(".egg-info"):
+        root = os.path.dirname(dist.metadata_path)
+        return EditableLayout(dist, "develop", (root,), _top_level_names(root, dist))
+    hooks = _pth_hooks(dist.files)
+    roots = list(hooks.dirs)
+    names = [n for d in hooks.dirs for n in _top_level_names(d, dist)]
+    unmapped: list[tuple[str, str]] = []
+    for name, path in hooks.mapping:
+        mroot = _root_of(name, path)
+        if mroot is None:
+            unmapped.append((name, path))
+            continue
+        roots.append(mroot)
+        names.append(name.split(".")[0])
+    return EditableLayout(
+        dist,
+        hooks.style,
+        tuple(dict.fromkeys(roots)),
+        tuple(dict.fromkeys(names)),
+        tuple(unmapped),
+    )
+
+
+_CACHE_VERSION = 2
 
 
 def _cache_file(env: EnvInfo) -> str:
@@ -821,6 +1109,28 @@ def _scan(env: EnvInfo) -> Iterable[_Entry]:
             key=normalize(parts[0]),
             version_hint=parts[1] if len(parts) == 3 else "",
         )
+
+
+def _develop_dirs(site_dirs: Iterable[str]) -> frozenset[str]:
+    """Project directories of `setup.py develop` installs: what each `*.egg-link` names.
+
+    An `.egg-info` outside the site directories is not enough evidence: Debian's system
+    Python lists `/usr/lib/python3/dist-packages` on sys.path but not as its site directory,
+    and its packages' egg-infos are ordinary installs. The egg-link (first line: the project
+    directory, the one `easy-install.pth` adds to sys.path) is what develop writes.
+    """
+    out: set[str] = set()
+    for d in site_dirs:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".egg-link"):
+                first = (_read_text(os.path.join(d, n)) or "").splitlines()[:1]
+                if first and first[0].strip():
+                    out.add(os.path.normpath(os.path.join(d, first[0].strip())))
+    return frozenset(out)
 
 
 def load_index(env: EnvInfo) -> DistIndex:

@@ -691,8 +691,19 @@ def _in_env(path: str, env: EnvInfo) -> bool:
     return any(_under(path, d) for d in dirs)
 
 
-def reach(targets: Sequence[TargetSpec], env: EnvInfo) -> ReachResult:
-    """The imports, local files and placeholders the union of `targets` needs on `env`."""
+def reach(
+    targets: Sequence[TargetSpec],
+    env: EnvInfo,
+    extra_roots: Sequence[str] = (),
+    whole: Sequence[str] = (),
+) -> ReachResult:
+    """The imports, local files and placeholders the union of `targets` needs on `env`.
+
+    `extra_roots` are more local roots, searched after the targets' own (editable installs,
+    literal `sys.path` edits, `--source-root`: analyze/pipeline.py computes them). `whole`
+    names local modules that are reached entirely (every function, every import), as if a
+    target used all of them: `--include mod` and editable installs shipped whole.
+    """
     plans: list[tuple[TargetSpec, str, str, bool]] = []
     roots: list[str] = []
     installed: list[TargetSpec] = []
@@ -703,6 +714,7 @@ def reach(targets: Sequence[TargetSpec], env: EnvInfo) -> ReachResult:
         spec_roots, name, root, is_pkg = _roots_for(spec)
         roots.extend(spec_roots)
         plans.append((spec, name, root, is_pkg))
+    roots.extend(extra_roots)
     walker = _Walker(env, roots)
     for spec, name, root, is_pkg in plans:
         mod = walker.register(name, spec.path, root, is_pkg)
@@ -733,6 +745,11 @@ def reach(targets: Sequence[TargetSpec], env: EnvInfo) -> ReachResult:
             walker.ensure_imported(name.rpartition(".")[0], None)
         for uid in start:
             walker.reach_unit((name, uid), None)
+    for name in whole:
+        whole_mod = walker.local(name)
+        if whole_mod is not None:
+            walker.ensure_imported(name, None)
+            walker.whole_module(whole_mod, (name, MODULE_UNIT))
     walker.run()
     for spec in installed:
         assert spec.module is not None

@@ -23,6 +23,8 @@ Examples:
   lfm-pack analyze job.py:simulate --format requirements > requirements.txt
   lfm-pack analyze job.py:simulate --format conda-env -o environment.yml
   lfm-pack analyze --why urllib3 job.py:fetch
+  lfm-pack analyze --why sklearn job.py:fit        # import names work too
+  lfm-pack analyze --source-root ../lib job.py:run  # a directory the code puts on sys.path
   lfm-pack analyze --prefix ~/miniforge3/envs/sci job.py:a job.py:b
 """
 
@@ -68,15 +70,69 @@ def render_table(a: Analysis) -> None:
     for col in ("package", "version", "source", "why"):
         pkgs.add_column(col)
     for p in a.packages:
-        why = "imported" if p.direct else "required by " + ", ".join(p.required_by)
+        reasons = [
+            {"<import>": "imported", "<include>": "--include"}.get(r, f"required by {r}")
+            for r in p.required_by
+        ]
+        why = ", ".join(reasons) or ("imported" if p.direct else "")
         pkgs.add_row(p.name, p.version, p.source, why + (" (optional)" if p.optional else ""))
     err.print(pkgs)
+    for e in a.editables:
+        err.print(
+            f"[bold]Editable[/] {e.name} {e.version} ({e.style}, {e.mode}): your own code, "
+            f"shipped from {', '.join(_rel(r) for r in e.roots)}"
+        )
+    for x in a.excluded:
+        err.print(f"[bold]Left out[/] {x.name} {x.version}: {x.reason}")
+    code = [f for f in a.local_files if f.endswith(".py")]
+    data = len(a.local_files) - len(code)
     if a.local_files:
-        err.print("[bold]Local files[/]: " + ", ".join(_rel(f) for f in a.local_files))
+        more = f" (+ {data} package data files)" if data else ""
+        err.print("[bold]Local files[/]: " + ", ".join(_rel(f) for f in code) + more)
     for f in a.findings:
         colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
         where = f" ({_rel(f.location.path)}:{f.location.line})" if f.location else ""
         err.print(f"[{colour}]{f.severity}[/] [{f.code}] {f.message}{where}", soft_wrap=True)
+
+
+def _why(name: str, a: Analysis, targets: tuple[str, ...], fmt: str, output: str | None) -> None:
+    """`--why NAME`: the chains from the target to NAME, or one line saying why there are none."""
+    from lfm_pack.analyze import closure
+
+    chains = closure.why(name, a)
+    if not chains:
+        std = [
+            r.site.module
+            for r in a.imports
+            if r.kind in ("stdlib", "builtin")
+            and (r.site.module == name or r.site.module.startswith(name + "."))
+        ]
+        if std:
+            raise TargetError(
+                f"{name} is in the standard library of Python {a.env.version_str}: it travels "
+                "with the interpreter, it is not a closure member",
+                hint="ask about a third-party distribution or import name",
+            )
+        members = ", ".join(p.name for p in a.packages) or "none"
+        raise TargetError(
+            f"{name} is not in the closure of {', '.join(targets)} (members: {members})",
+            hint="give a distribution or import name from the closure; run without --why to see it",
+        )
+    member = closure.why_target(name, a) or name
+    pkg = next((p for p in a.packages if p.name == member), None)
+    if fmt == "json":
+        emit_json(
+            {
+                "name": name,
+                "member": member,
+                "optional": pkg.optional if pkg is not None else False,
+                "editable": any(e.name == member for e in a.editables),
+                "chains": chains,
+            },
+            output,
+        )
+    else:
+        emit("\n".join(" -> ".join(chain) for chain in chains), output)
 
 
 @click.command("analyze", epilog=EPILOG)
@@ -90,7 +146,19 @@ def render_table(a: Analysis) -> None:
     default=None,
     help="Output format (default: a table on stderr; --json = --format json).",
 )
-@click.option("--why", "why_name", metavar="NAME", help="Explain why NAME is in the closure.")
+@click.option(
+    "--why",
+    "why_name",
+    metavar="NAME",
+    help="Explain why NAME (distribution or import name) is in the closure.",
+)
+@click.option(
+    "--source-root",
+    "source_roots",
+    multiple=True,
+    metavar="DIR",
+    help="Also import local modules from DIR (a sys.path entry your code adds itself).",
+)
 @click.option("-o", "--output", metavar="FILE", help="Write the product to FILE (atomically).")
 def command(
     targets: tuple[str, ...],
@@ -99,6 +167,7 @@ def command(
     as_json: bool,
     fmt: str | None,
     why_name: str | None,
+    source_roots: tuple[str, ...],
     output: str | None,
 ) -> None:
     """Find exactly what TARGET... reaches and the pinned distributions it needs.
@@ -107,24 +176,15 @@ def command(
     subprocess. Several targets give the union, each import keeping its evidence.
     """
     # Imported here so `--help` and the other subcommands start without libcst.
-    from lfm_pack.analyze import closure, formats
+    from lfm_pack.analyze import formats
     from lfm_pack.analyze.pipeline import run_analysis
     from lfm_pack.lock import analysis_to_json
 
     fmt = "json" if as_json else (fmt or "table")
     with err.status("analyzing…", spinner="dots"):
-        analysis = run_analysis(targets, python=python, prefix=prefix)
+        analysis = run_analysis(targets, python=python, prefix=prefix, source_roots=source_roots)
     if why_name:
-        chains = closure.why(why_name, analysis)
-        if not chains:
-            raise TargetError(
-                f"{why_name} is not in the closure of {', '.join(targets)}",
-                hint="run without --why to see the closure",
-            )
-        if fmt == "json":
-            emit_json({"name": why_name, "chains": chains}, output)
-        else:
-            emit("\n".join(" -> ".join(chain) for chain in chains), output)
+        _why(why_name, analysis, targets, fmt, output)
         return
     if fmt == "json":
         emit_json(analysis_to_json(analysis), output)

@@ -34,8 +34,12 @@ Examples:
 \b
 Compression: gzip (default: every node can `tar xzf`; written multi-threaded as independent
 gzip members), zstd (faster and smaller; needs `zstd` on the node), none.
---extra-file PATH must lie inside a local root (the target's directory); it keeps its path
-relative to that root under .lfm/app/<i>/ (so `Path(__file__).parent / "data.csv"` works).
+--extra-file PATH must lie inside a local root (the target's directory, --source-root DIR);
+it keeps its path relative to that root under .lfm/app/<i>/ (so `Path(__file__).parent /
+"data.csv"` works). Editable installs (pip install -e) are your own code: the functions you
+reach are followed into them and ship as source; --include NAME ships one whole.
+--include NAME / --exclude PKG change the closure; the lock beside the pack lists what it ships
+(`packages`, each with `required_by`) and what it leaves out (`excluded`, with the reason).
 Verification (default) extracts the pack elsewhere with the build prefixes hidden (private mount
 namespace, as root) and imports everything; --no-verify skips it.
 """
@@ -155,8 +159,26 @@ def render_summary(r: PackResult) -> None:
     help=f"Compression level (default gzip {DEFAULT_LEVEL['gzip']}, zstd {DEFAULT_LEVEL['zstd']}).",
 )
 @click.option("--threads", type=int, help="Compression/hashing threads (default: all cores).")
-@click.option("--include", multiple=True, metavar="PKG", help="Also ship this distribution.")
-@click.option("--exclude", multiple=True, metavar="PKG", help="Leave this distribution out.")
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="NAME",
+    help="Also ship NAME with its closure: a distribution, an import name (sklearn) or a "
+    "local module (followed whole).",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PKG",
+    help="Leave this distribution out (and what only it needed).",
+)
+@click.option(
+    "--source-root",
+    "source_roots",
+    multiple=True,
+    metavar="DIR",
+    help="Also import local modules from DIR (a sys.path entry your code adds itself).",
+)
 @click.option(
     "--extra-file",
     "extra_files",
@@ -180,7 +202,8 @@ def render_summary(r: PackResult) -> None:
 @click.option(
     "--editable-as-source",
     is_flag=True,
-    help="Ship editable installs' source trees as plain files instead of refusing.",
+    hidden=True,
+    help="Deprecated: editable installs always ship as source now.",
 )
 @click.option(
     "--allow-unrelocatable",
@@ -212,6 +235,7 @@ def command(
     threads: int | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
+    source_roots: tuple[str, ...],
     extra_files: tuple[str, ...],
     strip: tuple[str, ...],
     compile_: bool,
@@ -233,6 +257,8 @@ def command(
         raise click.UsageError("give TARGET... or --lock FILE (exactly one of them)")
     if lock_file and (python or prefix):
         raise click.UsageError("--python/--prefix come from the lock with --lock")
+    if lock_file and source_roots:
+        raise click.UsageError("--source-root is part of the analysis: give it to analyze")
     if name is not None:
         from lfm_pack.pack.naming import checked_name
 
@@ -246,6 +272,11 @@ def command(
             raise click.BadParameter(
                 f"{compression} level must be {lo}..{hi}", param_hint="--level"
             )
+    if editable_as_source:
+        err.print(
+            "[yellow]note[/] --editable-as-source is no longer needed: editable installs "
+            "always ship as source (their reached modules; --include NAME ships one whole)"
+        )
     opts = Options(
         include=include,
         exclude=exclude,
@@ -265,7 +296,9 @@ def command(
         from lfm_pack.analyze.pipeline import run_analysis
 
         with err.status("analyzing…", spinner="dots"):
-            analysis = run_analysis(targets, python=python, prefix=prefix)
+            analysis = run_analysis(
+                targets, python=python, prefix=prefix, source_roots=source_roots
+            )
     req = PackRequest(
         analysis=analysis,
         outdir=outdir,

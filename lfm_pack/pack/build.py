@@ -281,7 +281,8 @@ def check_resolvable(analysis: Analysis, allow_missing: bool) -> list[str]:
         raise PackError(
             f"the target imports module(s) installed nowhere in the environment: "
             f"{', '.join(blocking)} (first at {where})",
-            hint="install them, or pass --allow-missing if that code path never runs",
+            hint="install them, add the directory that holds them with --source-root DIR, or "
+            "pass --allow-missing if that code path never runs",
         )
     return [f"shipped without {m}: installed nowhere (--allow-missing)" for m in blocking]
 
@@ -299,11 +300,14 @@ def build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult
 
 
 def _build_pack(req: PackRequest, progress: Progress | None = None) -> PackResult:
-    missing_notes = check_resolvable(req.analysis, req.allow_missing)
     t0 = time.monotonic()
     step = progress or _nullprogress
-    a = req.analysis
     opts = req.options
+    # what this archive ships (--include/--exclude/--skip-optional applied): also its lock
+    from lfm_pack.analyze.pipeline import for_pack
+
+    a = for_pack(req.analysis, opts.include, opts.exclude, opts.skip_optional)
+    missing_notes = check_resolvable(a, req.allow_missing)
     name = checked_name(req.name) if req.name else default_name(a)
     key = manifest.env_key(a, opts, req.compression, req.level)
     suffix = archive.SUFFIX[req.compression]

@@ -11,8 +11,9 @@ record and everything its `depends` pull in: the interpreter must travel), their
 Refusals (RefusedError, exit 8; override flags exist):
 * a kept conda package missing from the package cache whose files hold the build prefix in
   binary data: conda-pack cannot know the placeholder, so it cannot relocate those bytes
-  (`--allow-unrelocatable` ships them anyway, and says so);
-* editable pip installs (`--editable-as-source` ships their source tree as plain files).
+  (`--allow-unrelocatable` ships them anyway, and says so).
+Editable pip installs are the user's own code: their reached modules ship as local files and
+their metadata beside the other distributions (select.editable_entries).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from lfm_pack.pack.archive import Entry
 from lfm_pack.pack.interpreter import TRIM_DIRS, TRIM_DYNLOAD
 from lfm_pack.pack.select import (
     Options,
-    check_editables,
     closure_distributions,
-    editable_source_entries,
+    default_site_arc,
+    editable_entries,
     is_stripped,
     local_entries,
     placeholder_exclusions,
@@ -164,7 +165,6 @@ def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
             conda_roots.append(d.name)
         else:
             pip_dists.append(d)
-    check_editables(pip_dists, opts)
     excl_conda = {n for n in records if canonicalize_name(n) in excl and n != "python"}
     kept = record_closure(records, conda_roots, excl_conda)
     if "python" not in kept:
@@ -198,11 +198,10 @@ def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
         keep_targets.update(str(f) for f in rec.get("files") or ())
         keep_targets.add(rec["_meta_file"])
     keep_targets.add("conda-meta/history")
-    editable_entries: list[Entry] = []
+    ed_entries, ed_notes = editable_entries(analysis, default_site_arc(analysis), pip_dists)
+    notes += ed_notes
     for d in pip_dists:
         if d.editable:
-            editable_entries += editable_source_entries(d, analysis)
-            notes.append(f"{d.name}: editable install shipped as plain source files")
             continue
         for f in d.files:
             rel = os.path.relpath(os.path.realpath(f), prefix)
@@ -271,7 +270,7 @@ def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
         xy_site = f"lib/python{env.version[0]}.{env.version[1]}/site-packages"
         arc = f"{xy_site}/conda_unpack_progress.py"
         entries[arc] = Entry(arc, source=str(progress_mod))
-    for e in editable_entries:
+    for e in ed_entries:
         entries.setdefault(e.arcname, e)
     local, app_paths, app_of = local_entries(analysis, opts.extra_files)
     for e in local:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from lfm_pack.errors import PackError, RefusedError
+from lfm_pack.analyze.reach_paths import absolute_module
+from lfm_pack.errors import PackError
 from lfm_pack.models import Analysis, Distribution, Placeholder
 from lfm_pack.pack.archive import Entry
 from lfm_pack.pack.slicing import decode_python, rewrite_source
@@ -38,7 +39,7 @@ class Options:
     exclude: tuple[str, ...] = ()
     strip: frozenset[str] = frozenset()
     extra_files: tuple[str, ...] = ()
-    editable_as_source: bool = False
+    editable_as_source: bool = False  # deprecated: editables always ship as source now
     allow_unrelocatable: bool = False
     skip_optional: bool = False  # leave out closure members reached only via guarded imports
     compile: bool = False
@@ -201,46 +202,81 @@ def editable_source_entries(
 
 
 def closure_distributions(
-    analysis: Analysis, index: DistLookup, opts: Options
+    analysis: Analysis, index: DistLookup, opts: Options | None = None
 ) -> tuple[list[Distribution], list[tuple[str, str]]]:
-    """The distributions to ship: closure + --include - --exclude."""
-    from packaging.utils import canonicalize_name
+    """The distributions to ship: the members of `analysis.packages`, and what was left out.
 
-    excluded_keys = {canonicalize_name(n) for n in opts.exclude}
-    names = [p.name for p in analysis.packages if not (opts.skip_optional and p.optional)]
-    names += list(opts.include)
+    `analysis` is the pack's own analysis (`analyze.pipeline.for_pack`): `--include`,
+    `--exclude` and `--skip-optional` are already applied to its closure, and `excluded` says
+    what the options removed and why, so the lock beside the pack describes the archive.
+    """
+    excluded = [(x.name, x.reason) for x in analysis.excluded]
     dists: dict[str, Distribution] = {}
-    excluded: list[tuple[str, str]] = [
-        (p.name, "optional: only reached through guarded imports (--skip-optional)")
-        for p in analysis.packages
-        if opts.skip_optional
-        and p.optional
-        and canonicalize_name(p.name) not in {canonicalize_name(n) for n in opts.include}
-    ]
-    for name in names:
-        key = canonicalize_name(name)
-        if key in excluded_keys:
-            excluded.append((name, "--exclude"))
-            continue
-        d = index.get(name)
+    for p in analysis.packages:
+        d = index.get(p.name)
         if d is None:
             raise PackError(
-                f"{name} is in the closure but not installed in {analysis.env.prefix}",
+                f"{p.name} is in the closure but not installed in {analysis.env.prefix}",
                 hint="the environment changed since the analysis; re-run lfm-pack analyze",
             )
         dists.setdefault(d.key, d)
     return [dists[k] for k in sorted(dists)], excluded
 
 
-def check_editables(dists: Sequence[Distribution], opts: Options) -> None:
-    """Editable installs point outside the environment: refuse unless shipped as source."""
-    editable = [d.name for d in dists if d.editable]
-    if editable and not opts.editable_as_source:
-        raise RefusedError(
-            f"editable install(s) cannot be relocated: {', '.join(editable)}",
-            hint="pass --editable-as-source to ship their source tree as plain files, "
-            "or pip install them non-editable",
+#: Files of an editable install's metadata that must not travel: RECORD lists the `.pth` /
+#: finder hooks (which do not ship), direct_url.json names the home source tree.
+_EDITABLE_META_SKIP = frozenset({"RECORD", "direct_url.json", "SOURCES.txt"})
+
+
+def editable_metadata_entries(metadata_path: str, site_arc: str) -> list[Entry]:
+    """An editable install's dist-info (or develop egg-info) for the pack's site-packages.
+
+    Its code ships as local source (`.lfm/app/<i>`); the metadata ships beside the other
+    distributions so `importlib.metadata.version("mypkg")` and entry points keep working. Its
+    `.pth` and finder hooks never ship: they point at the home source tree, and on a node that
+    can see that tree (a shared home) they would load it instead of the packed copy.
+    """
+    name = os.path.basename(metadata_path.rstrip("/"))
+    out: list[Entry] = []
+    for dirpath, dirnames, filenames in os.walk(metadata_path):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for fn in sorted(filenames):
+            if fn in _EDITABLE_META_SKIP and dirpath == metadata_path:
+                continue
+            full = os.path.join(dirpath, fn)
+            rel = os.path.relpath(full, metadata_path)
+            out.append(Entry(f"{site_arc}/{name}/{rel}", source=full))
+    return out
+
+
+def editable_entries(
+    analysis: Analysis, site_arc: str, dists: Sequence[Distribution]
+) -> tuple[list[Entry], list[str]]:
+    """Entries and notes for every editable install the pack carries.
+
+    An editable install followed as source (`analysis.editables`) ships its reached modules
+    with the local files and only its metadata here. An editable closure member that could not
+    be followed (a finder mapping a module onto a directory of another name) ships its whole
+    source tree as plain site-packages files, as `--editable-as-source` used to.
+    """
+    entries: list[Entry] = []
+    notes: list[str] = []
+    followed = {re.sub(r"[-_.]+", "-", e.name).lower() for e in analysis.editables}
+    for e in analysis.editables:
+        entries += editable_metadata_entries(e.metadata_path, site_arc)
+        how = "whole" if e.mode == "whole" else "reached modules"
+        notes.append(
+            f"{e.name} {e.version}: editable install shipped as source ({how}, from "
+            f"{', '.join(e.roots)})"
         )
+    for d in dists:
+        if d.editable and d.key not in followed:
+            entries += editable_source_entries(d, analysis, site_arc)
+            notes.append(
+                f"{d.name}: editable install that lfm-pack cannot follow; its whole source tree "
+                "ships as plain files and only its declared requirements are in the closure"
+            )
+    return entries, notes
 
 
 def _root_arcs(roots: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -295,7 +331,18 @@ def local_entries(
             raise PackError(f"cannot read local file {f}: {exc}") from exc
         if f in by_file:
             src, encoding = decode_python(raw, f)
-            raw = rewrite_source(src, by_file[f], f).encode(encoding)
+            # absolute names in the placeholders: their error says `--include pkg._impl`,
+            # which works, where `._impl` would give an empty hint
+            named = [
+                replace(
+                    p,
+                    module=", ".join(
+                        absolute_module(f, m.strip(), roots) for m in p.module.split(",")
+                    ),
+                )
+                for p in by_file[f]
+            ]
+            raw = rewrite_source(src, named, f).encode(encoding)
         entries.append(Entry(arc, data=raw))
         app_of.append((f, arc))
     for x in extra_files:
@@ -380,17 +427,14 @@ def select_pip(
     env = analysis.env
     exe_name = f"python{env.version[0]}.{env.version[1]}"
     dists, excluded = closure_distributions(analysis, index, opts)
-    check_editables(dists, opts)
     entries: dict[str, Entry] = {}
-    notes: list[str] = []
+    ed_entries, notes = editable_entries(analysis, site_arc or default_site_arc(analysis), dists)
     for d in dists:
-        if d.editable:
-            es = editable_source_entries(d, analysis, site_arc)
-            notes.append(f"{d.name}: editable install shipped as plain source files")
-        else:
-            es = dist_entries(d, analysis, exe_name, opts.strip, site_arc)
-        for e in es:
-            entries.setdefault(e.arcname, e)
+        if not d.editable:
+            for e in dist_entries(d, analysis, exe_name, opts.strip, site_arc):
+                entries.setdefault(e.arcname, e)
+    for e in ed_entries:
+        entries.setdefault(e.arcname, e)
     local, app_paths, app_of = local_entries(analysis, opts.extra_files)
     for e in local:
         entries[e.arcname] = e
