@@ -6,16 +6,12 @@ so what is shipped is the function's *file*, never a pickle of the object. A `Pa
 launcher, runs it locally (`run`, through the real launcher and monitor) and renders the argv
 for any other executor (`command`); `lfm_pack.scale.dask` / `.parsl` use exactly that.
 
-`analyze` and `pack` are also the names of the subpackages `lfm_pack/analyze/` and
-`lfm_pack/pack/`. `install_callable_subpackages()` (run when `lfm_pack` is imported) gives those
-two module objects a ModuleType subclass with `__call__`, so `lfm_pack.analyze(fn)` calls the
-API while `import lfm_pack.analyze.reach` keeps working: whichever object the import system
-binds to `lfm_pack.analyze`, it is both a package and the function.
+`analyze` and `pack` are also the names of the stage packages; `lfm_pack/_callable.py` makes
+those packages callable as the functions here.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
@@ -24,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import types
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -874,43 +869,6 @@ def _read_value(path: str) -> bytes | None:
         return None
 
 
-# ----------------------------------------------------------------------------------------------
-# `lfm_pack.analyze(...)` / `lfm_pack.pack(...)` next to the subpackages of the same name
-
-
-class _CallableAnalyzePackage(types.ModuleType):
-    """The `lfm_pack.analyze` package, callable as `lfm_pack.api.analyze`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Analysis:
-        return analyze(*args, **kwargs)
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        return inspect.signature(analyze)
-
-
-class _CallablePackPackage(types.ModuleType):
-    """The `lfm_pack.pack` package, callable as `lfm_pack.api.pack`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Packed:
-        return pack(*args, **kwargs)
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        return inspect.signature(pack)
-
-
-def install_callable_subpackages() -> None:
-    """Make the `lfm_pack.analyze` and `lfm_pack.pack` packages callable (see module doc)."""
-    for modname, cls in (
-        ("lfm_pack.analyze", _CallableAnalyzePackage),
-        ("lfm_pack.pack", _CallablePackPackage),
-    ):
-        module = importlib.import_module(modname)
-        if type(module) is types.ModuleType:
-            module.__class__ = cls
-
-
 __all__ = [
     "RUN_OPTIONS",
     "LaunchError",
@@ -922,7 +880,6 @@ __all__ = [
     "TaskCrashed",
     "analyze",
     "default_pack_dir",
-    "install_callable_subpackages",
     "load",
     "pack",
     "target_of",

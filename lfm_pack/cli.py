@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from lfm_pack import __version__
+from lfm_pack._version import __version__
 from lfm_pack.console import err
 from lfm_pack.errors import ExitCode, LfmError
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lfm_pack import __version__
+from lfm_pack._version import __version__
 from lfm_pack.analyze.environment import env_to_json, from_probe_json
 from lfm_pack.errors import InputFileError
 from lfm_pack.models import (

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lfm_pack import __version__
+from lfm_pack._version import __version__
 from lfm_pack.analyze.distributions import DistIndex, normalize
 from lfm_pack.jsonio import atomic_open
 from lfm_pack.models import Analysis, Distribution, EnvInfo, Finding, Package, ResolvedImport

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from lfm_pack import __version__
+from lfm_pack._version import __version__
 from lfm_pack.models import Analysis, Package
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_.=<>!~,*+/:\-]+$")

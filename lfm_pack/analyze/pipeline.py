@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 
-from lfm_pack import __version__
+from lfm_pack._version import __version__
 from lfm_pack.analyze.closure import IMPORT, INCLUDE, compute_closure
 from lfm_pack.analyze.distributions import DistIndex, EditableLayout, load_index, normalize
 from lfm_pack.analyze.environment import probe

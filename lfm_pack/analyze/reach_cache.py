@@ -15,7 +15,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from lfm_pack import __version__
+from lfm_pack._version import __version__
 from lfm_pack.analyze.reach_summary import (
     SUMMARY_VERSION,
     FileSummary,

@@ -11,7 +11,7 @@ import re
 from importlib import resources
 from typing import Any, Literal
 
-from lfm_pack import __version__
+from lfm_pack._version import __version__
 
 Compression = Literal["gzip", "zstd", "none"]
 

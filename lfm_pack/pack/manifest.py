@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lfm_pack import __version__
+from lfm_pack._version import __version__
 from lfm_pack.analyze.reach import target_root
 from lfm_pack.lock import analysis_to_json
 from lfm_pack.models import SCHEMA_MANIFEST, Analysis
