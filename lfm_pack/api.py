@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lfm_pack.errors import InputFileError, LfmError, PackError, TargetError
+from lfm_pack.paths import user_cache_dir
 
 if TYPE_CHECKING:
     from lfm_pack.models import Analysis
@@ -442,8 +443,7 @@ def default_pack_dir() -> Path:
     env = os.environ.get("LFM_PACK_DIR")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lfm-pack" / "packs"
+    return user_cache_dir("packs")
 
 
 def pack(

@@ -7,12 +7,26 @@ be cached, compared in tests and serialized (see `lfm_pack.lock`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lfm_pack.launch.runtime.lfm_runtime import SCHEMA_MANIFEST as SCHEMA_MANIFEST
+from lfm_pack.launch.runtime.lfm_runtime import SCHEMA_REPORT as SCHEMA_REPORT
+
 SCHEMA_ANALYSIS = "lfm-pack.analysis/1"
-SCHEMA_MANIFEST = "lfm-pack.manifest/1"
-SCHEMA_REPORT = "lfm-pack.report/1"
+_PEP503_RUN = re.compile(r"[-_.]+")
+# the manifest and report schemas belong to the node runtime, which writes and reads them
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 project name (`Foo_Bar.baz` -> `foo-bar-baz`): the one normalizer in lfm-pack.
+
+    `packaging.utils.canonicalize_name` does the same; this one keeps a warm analysis from
+    importing `packaging` at all (tests/test_closure.py holds that).
+    """
+    return _PEP503_RUN.sub("-", name).lower()
+
 
 EnvKind = Literal["conda", "venv", "system"]
 Source = Literal["pip", "conda"]
@@ -153,9 +167,7 @@ class Distribution:
     @property
     def key(self) -> str:
         """Normalized name (PEP 503) used to match requirements to installed dists."""
-        import re
-
-        return re.sub(r"[-_.]+", "-", self.name).lower()
+        return normalize_name(self.name)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 from collections import deque
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from lfm_pack._version import __version__
 from lfm_pack.analyze.distributions import DistIndex, normalize
 from lfm_pack.jsonio import atomic_open
 from lfm_pack.models import Analysis, Distribution, EnvInfo, Finding, Package, ResolvedImport
+from lfm_pack.paths import user_cache_dir
 
 if TYPE_CHECKING:
     from packaging.markers import Marker
@@ -455,8 +455,7 @@ def compute_closure(
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lfm-pack" / "closure"
+    return user_cache_dir("closure")
 
 
 def _cache_key(

@@ -47,14 +47,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lfm_pack.errors import MetadataError
-from lfm_pack.models import Distribution, EnvInfo, Finding
+from lfm_pack.models import Distribution, EnvInfo, Finding, normalize_name
+from lfm_pack.paths import user_cache_dir
 
-_NORM = re.compile(r"[-_.]+")
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalized project name."""
-    return _NORM.sub("-", name).lower()
+normalize = normalize_name  # PEP 503 project name (the one normalizer, in lfm_pack.models)
 
 
 def _read_text(path: str) -> str | None:
@@ -1026,9 +1022,8 @@ _CACHE_VERSION = 2
 
 def _cache_file(env: EnvInfo) -> str:
     """`${XDG_CACHE_HOME:-~/.cache}/lfm-pack/index/<hash of the environment's paths>.marshal`."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     key = hashlib.sha256("\0".join((env.prefix, *env.sys_path)).encode()).hexdigest()[:32]
-    return os.path.join(base, "lfm-pack", "index", f"{key}.marshal")
+    return str(user_cache_dir("index", f"{key}.marshal"))
 
 
 def _stamp(entries: list[_Entry], site_dirs: list[str]) -> list[tuple[str, int, int]]:

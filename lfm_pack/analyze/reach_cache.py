@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,11 +23,11 @@ from lfm_pack.analyze.reach_summary import (
     summary_to_json,
 )
 from lfm_pack.jsonio import atomic_open
+from lfm_pack.paths import user_cache_dir
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lfm-pack" / "reach"
+    return user_cache_dir("reach")
 
 
 @lru_cache(maxsize=1)

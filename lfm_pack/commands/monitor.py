@@ -14,8 +14,9 @@ import click
 from lfm_pack.errors import ExitCode, LfmError
 from lfm_pack.launch.runtime.lfm_runtime.__main__ import BOOT
 from lfm_pack.launch.runtime.lfm_runtime.sizes import parse_size
+from lfm_pack.paths import RUNTIME_HOLDER
 
-RUNTIME_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "launch", "runtime")
+RUNTIME_DIR = str(RUNTIME_HOLDER)
 
 EPILOG = """\b
 Examples:

@@ -19,6 +19,7 @@ from rich.progress import (
 
 from lfm_pack.commands.common import emit_json, env_options, json_option
 from lfm_pack.console import err
+from lfm_pack.launch.runtime.lfm_runtime.sizes import format_size
 from lfm_pack.pack.archive import DEFAULT_LEVEL
 from lfm_pack.pack.build import PackRequest, PackResult, build_pack
 from lfm_pack.pack.select import STRIP_CHOICES, Options
@@ -92,22 +93,14 @@ def _progress(quiet: bool) -> Iterator[Callable[[str, int | None], Callable[[int
         yield step
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 def render_summary(r: PackResult) -> None:
     err.print(f"[bold green]packed[/] {r.archive}" + (" [dim](from cache)[/]" if r.cached else ""))
     ratio = f"{r.bytes_in / r.bytes_out:.2f}x" if r.bytes_out else "-"
     # like with like: files and bytes as installed, then what compression made of them
     vs = f"{100 * r.bytes_in / r.env_bytes:.1f}%" if r.env_bytes else "-"
     err.print(
-        f"  {r.files} files, {_human(r.bytes_in)} ({vs} of the environment's "
-        f"{_human(r.env_bytes)} / {r.env_files} files), compressed to {_human(r.bytes_out)} "
+        f"  {r.files} files, {format_size(r.bytes_in)} ({vs} of the environment's "
+        f"{format_size(r.env_bytes)} / {r.env_files} files), compressed to {format_size(r.bytes_out)} "
         f"(ratio {ratio}) in {r.seconds:.1f} s"
     )
     err.print(f"  launcher {r.launcher}   lock {r.lock}")

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lfm_pack.launch.launcher import render_launcher
+from lfm_pack.paths import RUNTIME_PACKAGE
 
-RUNTIME_SRC = Path(__file__).parent / "runtime" / "lfm_runtime"
+RUNTIME_SRC = RUNTIME_PACKAGE
 
 
 @dataclass(frozen=True)

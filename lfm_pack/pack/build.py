@@ -28,8 +28,9 @@ from lfm_pack.pack.archive import Compression, Entry
 from lfm_pack.pack.naming import checked_name, default_name
 from lfm_pack.pack.select import Options
 from lfm_pack.pack.verify import VerifyResult
+from lfm_pack.paths import RUNTIME_PACKAGE
 
-RUNTIME_DIR = Path(__file__).resolve().parent.parent / "launch" / "runtime" / "lfm_runtime"
+RUNTIME_DIR = RUNTIME_PACKAGE
 
 #: A step callback: (description, total bytes or None) -> advance(n) function.
 Progress = Callable[[str, int | None], Callable[[int], None]]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lfm_pack.errors import PackError, RefusedError
-from lfm_pack.models import Analysis, Distribution
+from lfm_pack.models import Analysis, Distribution, normalize_name
 from lfm_pack.pack.archive import Entry
 from lfm_pack.pack.interpreter import TRIM_DIRS, TRIM_DYNLOAD
 from lfm_pack.pack.select import (
@@ -148,9 +148,8 @@ def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
     env = analysis.env
     prefix = os.path.realpath(env.prefix)
     records = _read_records(prefix)
-    from packaging.utils import canonicalize_name
 
-    excl = {canonicalize_name(n) for n in opts.exclude}
+    excl = {normalize_name(n) for n in opts.exclude}
     excluded: list[tuple[str, str]] = []
     notes: list[str] = []
     conda_roots: list[str] = ["python"]
@@ -165,7 +164,7 @@ def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
             conda_roots.append(d.name)
         else:
             pip_dists.append(d)
-    excl_conda = {n for n in records if canonicalize_name(n) in excl and n != "python"}
+    excl_conda = {n for n in records if normalize_name(n) in excl and n != "python"}
     kept = record_closure(records, conda_roots, excl_conda)
     if "python" not in kept:
         raise PackError(f"{prefix} has no conda `python` record", hint="is it a conda environment?")

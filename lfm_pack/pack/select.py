@@ -16,7 +16,7 @@ from typing import Protocol
 
 from lfm_pack.analyze.reach_paths import absolute_module
 from lfm_pack.errors import PackError
-from lfm_pack.models import Analysis, Distribution, Placeholder
+from lfm_pack.models import Analysis, Distribution, Placeholder, normalize_name
 from lfm_pack.pack.archive import Entry
 from lfm_pack.pack.slicing import decode_python, rewrite_source
 
@@ -261,7 +261,7 @@ def editable_entries(
     """
     entries: list[Entry] = []
     notes: list[str] = []
-    followed = {re.sub(r"[-_.]+", "-", e.name).lower() for e in analysis.editables}
+    followed = {normalize_name(e.name) for e in analysis.editables}
     for e in analysis.editables:
         entries += editable_metadata_entries(e.metadata_path, site_arc)
         how = "whole" if e.mode == "whole" else "reached modules"

@@ -1,8 +1,9 @@
 """Sizes and durations as people and schedulers write them ("250M", "1.5G", "01:30:00").
 
 Single letters are binary (K = 1024 bytes, M = 1024² …) because that is what Slurm's `--mem`
-and the launcher's `--memory` mean; "KiB/MiB/GiB" are binary too and "KB/MB/GB" decimal, exactly
-as the launcher's runtime parses them, so suggest, submit and the launcher agree on every size.
+and the launcher's `--memory` mean; "KiB/MiB/GiB" are binary too and "KB/MB/GB" decimal: the
+grammar is the node runtime's own (`lfm_runtime.sizes`), so suggest, submit and the launcher
+agree on every size.
 """
 
 from __future__ import annotations
@@ -11,19 +12,11 @@ import math
 import re
 
 from lfm_pack.errors import LfmError
+from lfm_pack.launch.runtime.lfm_runtime import sizes as _runtime_sizes
 
 KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
-
-_UNITS: dict[str, int] = {
-    "": 1,
-    "b": 1,
-    **{unit: 1024**i for i, unit in enumerate("kmgt", start=1)},
-    **{unit + "ib": 1024**i for i, unit in enumerate("kmgt", start=1)},
-    **{unit + "b": 1000**i for i, unit in enumerate("kmgt", start=1)},
-}
-_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*$")
 
 
 class SizeError(LfmError):
@@ -34,14 +27,12 @@ class SizeError(LfmError):
 
 def parse_size(text: str) -> int:
     """Parse a size: "250M" -> 262144000 bytes; a bare number is bytes. Raises SizeError on garbage."""
-    m = _SIZE_RE.match(text)
-    if not m or m.group(2).lower() not in _UNITS:
+    try:
+        return _runtime_sizes.parse_size(text)
+    except ValueError as exc:
         raise SizeError(
-            f"not a size: {text!r}",
-            hint="write a number with an optional K/M/G/T suffix, e.g. 250M",
-        )
-    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    return math.ceil(value)
+            str(exc), hint="write a positive number with an optional K/M/G/T suffix, e.g. 250M"
+        ) from None
 
 
 def parse_duration(text: str) -> float:
@@ -68,15 +59,8 @@ def to_mib(n_bytes: int) -> int:
 
 
 def human_bytes(n_bytes: int | None) -> str:
-    """Short human form for tables: 750M, 1.5G."""
-    if n_bytes is None:
-        return "-"
-    for unit, size in (("T", 1024**4), ("G", GIB), ("M", MIB), ("K", KIB)):
-        if n_bytes >= size:
-            value = n_bytes / size
-            text = f"{value:.1f}".rstrip("0").rstrip(".")
-            return f"{text}{unit}"
-    return f"{n_bytes}B"
+    """Short human form for tables: 750M, 1.5G (the runtime's `short_size`)."""
+    return _runtime_sizes.short_size(n_bytes)
 
 
 def hms(seconds: float) -> str:

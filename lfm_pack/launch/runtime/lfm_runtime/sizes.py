@@ -1,7 +1,14 @@
-"""Parse and print byte sizes (`2G`, `500M`, `1.5GiB`): limits are typed by people."""
+"""Parse and print byte sizes (`2G`, `500M`, `1.5GiB`): limits are typed by people.
+
+The one grammar for sizes in lfm-pack: the host (`lfm_pack.scale.sizes`, the CLI, `suggest`,
+`submit`) uses these functions, so a size means the same on the submit host and on the node.
+Single letters are binary (K = 1024, as in Slurm's `--mem`), `KiB/MiB/...` binary, `KB/MB/...`
+decimal; fractions round *up* to the byte (a limit is never smaller than what was written).
+"""
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {
@@ -27,10 +34,10 @@ def parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*", text)
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"not a size: {text!r} (use e.g. 512M, 2G, 1.5GiB, 1000000)")
-    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    value = math.ceil(float(m.group(1)) * _UNITS[m.group(2).lower()])
     if value <= 0:
         raise ValueError(f"size must be positive: {text!r}")
-    return int(value)
+    return value
 
 
 def format_size(n: float | None) -> str:
@@ -43,3 +50,14 @@ def format_size(n: float | None) -> str:
             return ("%d %s" % (value, unit)) if unit == "B" else (f"{value:.1f} {unit}")
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def short_size(n_bytes: int | None) -> str:
+    """Short form for tables and scheduler requests, in the grammar above: 750M, 1.5G, 512B."""
+    if n_bytes is None:
+        return "-"
+    for unit, size in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if n_bytes >= size:
+            text = f"{n_bytes / size:.1f}".rstrip("0").rstrip(".")
+            return f"{text}{unit}"
+    return f"{n_bytes}B"
