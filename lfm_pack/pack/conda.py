@@ -140,41 +140,16 @@ def _is_script(path: str) -> bool:
         return fh.read(2) == b"#!"
 
 
-def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
-    """Stage the kept files with conda-pack (no-archive) and list them as entries."""
-    import conda_pack  # noqa: F401 - fail early with the real import error
-    from conda_pack.core import CondaEnv, load_environment
-
-    env = analysis.env
-    prefix = os.path.realpath(env.prefix)
-    records = _read_records(prefix)
-
-    excl = {normalize_name(n) for n in opts.exclude}
-    excluded: list[tuple[str, str]] = []
-    notes: list[str] = []
-    conda_roots: list[str] = ["python"]
-    pip_dists: list[Distribution] = []
-    from lfm_pack.analyze.distributions import load_index
-
-    index = load_index(env)
-    dists, dist_excluded = closure_distributions(analysis, index, opts)
-    excluded += dist_excluded
-    for d in dists:
-        if d.source == "conda":
-            conda_roots.append(d.name)
-        else:
-            pip_dists.append(d)
-    excl_conda = {n for n in records if normalize_name(n) in excl and n != "python"}
-    kept = record_closure(records, conda_roots, excl_conda)
-    if "python" not in kept:
-        raise PackError(f"{prefix} has no conda `python` record", hint="is it a conda environment?")
-
+def _unrelocatable_notes(
+    prefix: str, records: dict[str, dict[str, Any]], kept: list[str], allow: bool
+) -> list[str]:
+    """Refuse (or, with --allow-unrelocatable, note) packages conda-unpack cannot relocate."""
     bad: dict[str, list[str]] = {}
     for n in kept:
         files = _unrelocatable(prefix, records[n])
         if files:
             bad[n] = files
-    if bad and not opts.allow_unrelocatable:
+    if bad and not allow:
         first = "; ".join(f"{n}: {', '.join(fs[:2])}" for n, fs in sorted(bad.items()))
         raise RefusedError(
             f"conda package(s) missing from the package cache hold the build prefix in binary "
@@ -182,30 +157,118 @@ def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
             hint="restore the package cache (conda install --force-reinstall), or pass "
             "--allow-unrelocatable to ship them unrelocated",
         )
-    for n in sorted(bad):
-        notes.append(
-            f"{n}: not in the package cache; binary prefixes left unrelocated "
-            "(--allow-unrelocatable)"
-        )
+    return [
+        f"{n}: not in the package cache; binary prefixes left unrelocated (--allow-unrelocatable)"
+        for n in sorted(bad)
+    ]
 
-    all_files = load_environment(
-        prefix, on_missing_cache="ignore", ignore_editable_packages=True, ignore_missing_files=True
-    )
-    keep_targets: set[str] = set()
+
+def _keep_targets(
+    prefix: str, records: dict[str, dict[str, Any]], kept: list[str], pip_dists: list[Distribution]
+) -> set[str]:
+    """Prefix-relative paths of every kept conda record and non-editable pip distribution."""
+    keep: set[str] = {"conda-meta/history"}
     for n in kept:
         rec = records[n]
-        keep_targets.update(str(f) for f in rec.get("files") or ())
-        keep_targets.add(rec["_meta_file"])
-    keep_targets.add("conda-meta/history")
-    ed_entries, ed_notes = editable_entries(analysis, default_site_arc(analysis), pip_dists)
-    notes += ed_notes
+        keep.update(str(f) for f in rec.get("files") or ())
+        keep.add(rec["_meta_file"])
     for d in pip_dists:
         if d.editable:
             continue
         for f in d.files:
             rel = os.path.relpath(os.path.realpath(f), prefix)
             if not rel.startswith("..") and "__pycache__" not in rel:
-                keep_targets.add(rel)
+                keep.add(rel)
+    return keep
+
+
+def _run_conda_pack(prefix: str, files: list[Any], out_dir: Path, keep: set[str]) -> None:
+    """conda-pack's own staging (format no-archive) of exactly `files` into `out_dir`."""
+    from conda_pack.core import CondaEnv
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        CondaEnv(prefix, files).pack(output=str(out_dir), format="no-archive", force=True)
+    except Exception as exc:  # conda_pack raises CondaPackException and plain OSErrors
+        raise PackError(f"conda-pack failed: {exc}") from exc
+    # conda-pack ends every pack with shutil.move(<empty mkstemp file>, output); for a directory
+    # output that drops an empty "tmpXXXXXXXX" file into it: remove it
+    for stray in out_dir.glob("tmp*"):
+        if (
+            stray.is_file()
+            and not stray.is_symlink()
+            and stray.stat().st_size == 0
+            and (stray.name not in keep)
+        ):
+            stray.unlink()
+
+
+def _staged_entry(full: str, rel: str, exe_name: str) -> Entry:
+    """One staged file as an archive entry; `bin/` scripts get the pack's own interpreter."""
+    if os.path.islink(full):
+        return Entry(rel, link=os.readlink(full))
+    if rel.startswith("bin/") and rel != "bin/conda-unpack" and _is_script(full):
+        # conda-pack leaves `#!/usr/bin/env python3.X` (needs an activated env on PATH);
+        # the pack's own interpreter next to the script is what a bare node has
+        with open(full, "rb") as fh:
+            new = rewrite_script(fh.read(), exe_name)
+        if new is not None:
+            return Entry(rel, data=new, executable=True)
+    return Entry(rel, source=full, executable=os.access(full, os.X_OK))
+
+
+def _staged_entries(out_dir: Path, version: tuple[int, int, int]) -> dict[str, Entry]:
+    """Every file and symlink conda-pack staged, plus the conda-unpack helper in site-packages."""
+    exe_name = f"python{version[0]}.{version[1]}"
+    entries: dict[str, Entry] = {}
+    for dirpath, dirnames, filenames in os.walk(out_dir):
+        for name in sorted(dirnames):
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                rel = os.path.relpath(full, out_dir)
+                entries[rel] = Entry(rel, link=os.readlink(full))
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, out_dir)
+            entries[rel] = _staged_entry(full, rel, exe_name)
+    progress_mod = out_dir / "bin" / "conda_unpack_progress.py"
+    if progress_mod.is_file():
+        # conda-unpack imports this helper from its own directory, which `python -I` (how
+        # launchers run it, ignoring the environment) leaves off sys.path: ship a copy in
+        # site-packages so both `python -I bin/conda-unpack` and `bin/conda-unpack` work
+        arc = f"lib/{exe_name}/site-packages/conda_unpack_progress.py"
+        entries[arc] = Entry(arc, source=str(progress_mod))
+    return entries
+
+
+def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
+    """Stage the kept files with conda-pack (no-archive) and list them as entries."""
+    import conda_pack  # noqa: F401 - fail early with the real import error
+    from conda_pack.core import load_environment
+
+    from lfm_pack.analyze.distributions import load_index
+
+    env = analysis.env
+    prefix = os.path.realpath(env.prefix)
+    records = _read_records(prefix)
+
+    excl = {normalize_name(n) for n in opts.exclude}
+    dists, excluded = closure_distributions(analysis, load_index(env), opts)
+    excluded = list(excluded)
+    conda_roots = ["python", *(d.name for d in dists if d.source == "conda")]
+    pip_dists = [d for d in dists if d.source != "conda"]
+    excl_conda = {n for n in records if normalize_name(n) in excl and n != "python"}
+    kept = record_closure(records, conda_roots, excl_conda)
+    if "python" not in kept:
+        raise PackError(f"{prefix} has no conda `python` record", hint="is it a conda environment?")
+    notes = _unrelocatable_notes(prefix, records, kept, opts.allow_unrelocatable)
+
+    all_files = load_environment(
+        prefix, on_missing_cache="ignore", ignore_editable_packages=True, ignore_missing_files=True
+    )
+    keep_targets = _keep_targets(prefix, records, kept, pip_dists)
+    ed_entries, ed_notes = editable_entries(analysis, default_site_arc(analysis), pip_dists)
+    notes += ed_notes
     keep_std = {r.site.module.split(".")[0] for r in analysis.imports if r.kind == "stdlib"}
     files = []
     trimmed: set[str] = set()
@@ -220,55 +283,9 @@ def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
         files.append(f)
     excluded += [(name, "trimmed from the stdlib") for name in sorted(trimmed) if name]
     out_dir = staging / "env"
-    staging.mkdir(parents=True, exist_ok=True)
-    try:
-        CondaEnv(prefix, files).pack(output=str(out_dir), format="no-archive", force=True)
-    except Exception as exc:  # conda_pack raises CondaPackException and plain OSErrors
-        raise PackError(f"conda-pack failed: {exc}") from exc
-    # conda-pack ends every pack with shutil.move(<empty mkstemp file>, output); for a directory
-    # output that drops an empty "tmpXXXXXXXX" file into it: remove it
-    for stray in out_dir.glob("tmp*"):
-        if (
-            stray.is_file()
-            and not stray.is_symlink()
-            and stray.stat().st_size == 0
-            and (stray.name not in keep_targets)
-        ):
-            stray.unlink()
+    _run_conda_pack(prefix, files, out_dir, keep_targets)
 
-    exe_name = f"python{env.version[0]}.{env.version[1]}"
-    entries: dict[str, Entry] = {}
-    for dirpath, dirnames, filenames in os.walk(out_dir):
-        for name in sorted(dirnames):
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                rel = os.path.relpath(full, out_dir)
-                entries[rel] = Entry(rel, link=os.readlink(full))
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, out_dir)
-            if os.path.islink(full):
-                entries[rel] = Entry(rel, link=os.readlink(full))
-            elif rel.startswith("bin/") and rel != "bin/conda-unpack" and _is_script(full):
-                # conda-pack leaves `#!/usr/bin/env python3.X` (needs an activated env on PATH);
-                # the pack's own interpreter next to the script is what a bare node has
-                with open(full, "rb") as fh:
-                    new = rewrite_script(fh.read(), exe_name)
-                entries[rel] = (
-                    Entry(rel, data=new, executable=True)
-                    if new is not None
-                    else Entry(rel, source=full, executable=os.access(full, os.X_OK))
-                )
-            else:
-                entries[rel] = Entry(rel, source=full, executable=os.access(full, os.X_OK))
-    progress_mod = out_dir / "bin" / "conda_unpack_progress.py"
-    if progress_mod.is_file():
-        # conda-unpack imports this helper from its own directory, which `python -I` (how
-        # launchers run it, ignoring the environment) leaves off sys.path: ship a copy in
-        # site-packages so both `python -I bin/conda-unpack` and `bin/conda-unpack` work
-        xy_site = f"lib/python{env.version[0]}.{env.version[1]}/site-packages"
-        arc = f"{xy_site}/conda_unpack_progress.py"
-        entries[arc] = Entry(arc, source=str(progress_mod))
+    entries = _staged_entries(out_dir, env.version)
     for e in ed_entries:
         entries.setdefault(e.arcname, e)
     local, app_paths, app_of = local_entries(analysis, opts.extra_files)
