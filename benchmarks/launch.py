@@ -161,7 +161,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument(
-        "--python", default=os.path.realpath("/root/.pyenv/versions/3.11.7/bin/python3.11")
+        "--python",
+        default=os.path.realpath(sys.executable),
+        help="base interpreter for the dev pack (default: the one behind this venv)",
     )
     ap.add_argument("--launcher", help="a real pack's <name>-run to measure as well")
     ap.add_argument("args", nargs="*", help="JSON arguments for --launcher's function")

@@ -30,17 +30,6 @@ if TYPE_CHECKING:
     )
     from lfm_pack.launch.runtime.lfm_runtime.result import UndecodedValue
 
-_FROM_API = (
-    "LaunchError",
-    "LimitExceeded",
-    "Packed",
-    "RemoteError",
-    "Result",
-    "RunError",
-    "TaskCrashed",
-    "load",
-)
-
 __all__ = [
     "LaunchError",
     "LimitExceeded",
@@ -55,6 +44,8 @@ __all__ = [
     "load",
     "pack",
 ]
+# the names `__getattr__` takes from `lfm_pack.api` on first use
+_FROM_API = frozenset(__all__) - {"UndecodedValue", "__version__", "analyze", "pack"}
 
 
 def __getattr__(name: str) -> Any:

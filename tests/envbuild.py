@@ -19,7 +19,7 @@ API
 
 `fake_env(tmp_path, dists, name="venv", python=None) -> Path`
     `venv.create(with_pip=False)` with the interpreter running the tests (3.11 of /work/.venv's
-    base; `python=` another base interpreter, e.g. /root/.pyenv/versions/3.12.1/bin/python3.12),
+    base; `python=` another base interpreter, e.g. one found by tests/pythons.find_python("3.12")),
     then the dists. Returns the venv root; `python_of(root)` is its interpreter and
     `site_packages(root)` its site dir. A few ms (the probe in `env_info` costs ~25 ms).
 
@@ -176,7 +176,7 @@ def fake_env(
 ) -> Path:
     """A real venv (no pip) plus hand-written distributions; see the module docstring.
 
-    `python` picks another base interpreter (e.g. /root/.pyenv/versions/3.12.1/bin/python3.12)
+    `python` picks another base interpreter (e.g. one found by tests/pythons.find_python("3.12"))
     for tests of version-dependent behaviour; the default is the one running the tests.
     """
     root = Path(tmp_path) / name

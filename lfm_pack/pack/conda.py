@@ -254,7 +254,6 @@ def plan_conda(analysis: Analysis, opts: Options, staging: Path) -> CondaPlan:
 
     excl = {normalize_name(n) for n in opts.exclude}
     dists, excluded = closure_distributions(analysis, load_index(env), opts)
-    excluded = list(excluded)
     conda_roots = ["python", *(d.name for d in dists if d.source == "conda")]
     pip_dists = [d for d in dists if d.source != "conda"]
     excl_conda = {n for n in records if normalize_name(n) in excl and n != "python"}
